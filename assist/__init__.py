@@ -1,0 +1,1 @@
+"""Assist: retrieve, rerank, and answer with citations, or refuse and hand off."""

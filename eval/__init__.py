@@ -1,0 +1,1 @@
+"""Evaluation: drive assist over question sets and report accuracy, citations and deflection."""

@@ -1,0 +1,1 @@
+"""Ingest: load → clean → section-aware chunk → embed → upsert into the knowledge base."""

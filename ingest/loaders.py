@@ -1,0 +1,362 @@
+"""Readers that turn one file into structured text plus metadata.
+
+Every reader returns the same light Markdown dialect, so one chunker serves all formats:
+``#``-prefixed heading lines, ``1.`` / ``-`` list items, ``| a | b |`` table rows and
+blank-line separated paragraphs. Metadata comes from YAML front matter (Markdown, text), HTML
+``<meta>`` tags, or a sidecar ``<file>.meta.yaml`` next to any file; the sidecar wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ingest.clean import clean_text
+from ingest.errors import LoadError
+from kb.models import AUDIENCES, DOCUMENT_METADATA_KEYS
+
+SIDECAR_SUFFIX = ".meta.yaml"
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.S)
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass
+class LoadedDocument:
+    """A document read from disk, before chunking."""
+
+    doc_id: str
+    path: Path
+    format: str
+    text: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    sha256: str = ""
+
+
+def slugify(value: str) -> str:
+    return _SLUG.sub("-", value.lower()).strip("-")
+
+
+def doc_id_for(path: Path, root: Path) -> str:
+    """Stable document id: the path below the source root, without suffix, slugified per part."""
+    rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+    parts = [slugify(p) for p in rel.with_suffix("").parts]
+    return "/".join(p for p in parts if p) or slugify(path.stem) or "document"
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise LoadError(f"invalid UTF-16 text: {exc.reason} at byte {exc.start}") from exc
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary content, not text (NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LoadError(
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); re-save the file as UTF-8"
+        ) from exc
+
+
+def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    return _parse_yaml(match.group(1), "front matter"), text[match.end() :]
+
+
+def _parse_yaml(source: str, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(source) or {}
+    except yaml.YAMLError as exc:
+        raise LoadError(f"invalid {what}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise LoadError(f"invalid {what}: expected key: value pairs")
+    return data
+
+
+# -- formats ----------------------------------------------------------------------------------
+
+
+def _read_markdown(data: bytes) -> tuple[str, dict[str, Any]]:
+    meta, body = _split_front_matter(_decode(data))
+    return body, meta
+
+
+def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
+    from bs4 import BeautifulSoup, NavigableString, Tag
+
+    soup = BeautifulSoup(_decode(data), "html.parser")
+    meta: dict[str, Any] = {}
+    for tag in soup.find_all("meta"):
+        name = str(tag.get("name") or "").lower().removeprefix("kb:").removeprefix("kbassist:")
+        if name in DOCUMENT_METADATA_KEYS or name == "id":
+            meta[name] = str(tag.get("content") or "")
+    if soup.title and soup.title.string and "title" not in meta:
+        meta["title"] = soup.title.string.strip()
+    for junk in soup.find_all(["script", "style", "nav", "footer", "header", "aside", "noscript", "form", "template"]):
+        junk.decompose()
+    root = soup.body or soup
+    out: list[str] = []
+
+    def inline(node: Tag) -> str:
+        return " ".join(node.get_text(" ", strip=True).split())
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                text = " ".join(str(child).split())
+                if text:
+                    out.append(text)
+                continue
+            if not isinstance(child, Tag):
+                continue
+            name = child.name.lower()
+            if re.fullmatch(r"h[1-6]", name):
+                out.extend(["", "#" * int(name[1]) + " " + inline(child), ""])
+            elif name in ("ol", "ul"):
+                start = int(child.get("start", 1) or 1) if name == "ol" else 0
+                out.append("")
+                for n, li in enumerate(child.find_all("li", recursive=False)):
+                    marker = f"{start + n}." if name == "ol" else "-"
+                    nested = li.find_all(["ol", "ul"], recursive=False)
+                    for sub in nested:
+                        sub.extract()
+                    out.append(f"{marker} {inline(li)}")
+                    for sub in nested:
+                        for item in sub.find_all("li", recursive=False):
+                            out.append(f"   - {inline(item)}")
+                out.append("")
+            elif name == "table":
+                out.append("")
+                for tr in child.find_all("tr"):
+                    cells = [inline(c) for c in tr.find_all(["th", "td"])]
+                    out.append("| " + " | ".join(cells) + " |")
+                out.append("")
+            elif name in ("p", "blockquote", "pre", "dt", "dd", "figcaption", "caption", "address"):
+                out.extend(["", inline(child), ""])
+            elif name == "br":
+                out.append("")
+            else:
+                walk(child)
+
+    walk(root)
+    return "\n".join(out), meta
+
+
+def _read_pdf(data: bytes) -> tuple[str, dict[str, Any]]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise LoadError("encrypted PDF (remove the password and re-export)")
+        lines: list[tuple[float, str]] = []
+        for page in reader.pages:
+            lines.extend(_pdf_page_lines(page))
+    except LoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        raise LoadError(f"corrupt or unreadable PDF: {exc}") from exc
+    meta: dict[str, Any] = {}
+    if reader.metadata and reader.metadata.title:
+        meta["title"] = str(reader.metadata.title)
+    return _pdf_lines_to_markdown(lines), meta
+
+
+def _pdf_page_lines(page: Any) -> list[tuple[float, str]]:
+    """Text lines of a page with the font size they were set in (for heading detection)."""
+    fragments: list[tuple[float, float, str]] = []
+
+    def visitor(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
+        if text:
+            scale = abs(tm[3] * cm[3]) or 1.0
+            fragments.append((round(tm[5] * cm[3] + cm[5], 1), round(size * scale, 1), text))
+
+    page.extract_text(visitor_text=visitor)
+    lines: list[tuple[float, str]] = []
+    current_y: float | None = None
+    parts: list[str] = []
+    sizes: list[float] = []
+    for y, size, text in fragments:
+        for i, piece in enumerate(text.split("\n")):
+            if i > 0 or (current_y is not None and abs(y - current_y) > 1.0):
+                if parts:
+                    lines.append((max(sizes), "".join(parts).strip()))
+                parts, sizes = [], []
+            current_y = y
+            if piece:
+                parts.append(piece)
+                sizes.append(size)
+    if parts:
+        lines.append((max(sizes), "".join(parts).strip()))
+    return [(s, t) for s, t in lines if t]
+
+
+def _pdf_lines_to_markdown(lines: list[tuple[float, str]]) -> str:
+    """Lines set larger than the body text become headings, ranked by size (largest = #)."""
+    if not lines:
+        return ""
+    weight = Counter[float]()
+    for size, text in lines:
+        weight[size] += len(text)
+    body = weight.most_common(1)[0][0]
+    heading_sizes = sorted({s for s, t in lines if s > body * 1.12 and len(t) < 120}, reverse=True)[:4]
+    level = {s: i + 1 for i, s in enumerate(heading_sizes)}
+    out: list[str] = []
+    for size, text in lines:
+        if size in level and len(text) < 120:
+            out.extend(["", "#" * level[size] + " " + text, ""])
+        elif re.match(r"^(\d+[.)]|[-•*])\s", text) or text.startswith("|"):
+            out.append(text.replace("• ", "- ", 1))
+        elif out and out[-1] and not out[-1].startswith("#") and not re.search(r"[.:!?]$", out[-1]):
+            out[-1] = out[-1] + " " + text  # a wrapped line of the same paragraph or step
+        else:
+            out.extend(["", text])
+    return "\n".join(out)
+
+
+def _read_docx(data: bytes) -> tuple[str, dict[str, Any]]:
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
+    out: list[str] = []
+    counters: dict[int, int] = {}
+    for element in document.element.body.iterchildren():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "tbl":
+            counters.clear()
+            out.append("")
+            for row in Table(element, document).rows:
+                cells = [" ".join(c.text.split()) for c in row.cells]
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+            continue
+        if tag != "p":
+            continue
+        para = Paragraph(element, document)
+        text = " ".join(para.text.split())
+        if not text:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        heading = re.match(r"Heading (\d)", style)
+        if heading or style == "Title":
+            counters.clear()
+            out.extend(["", "#" * (int(heading.group(1)) if heading else 1) + " " + text, ""])
+        elif "List Number" in style:
+            depth = int(style[-1]) if style[-1].isdigit() else 1
+            counters[depth] = counters.get(depth, 0) + 1
+            for deeper in [d for d in counters if d > depth]:
+                del counters[deeper]
+            out.append("   " * (depth - 1) + f"{counters[depth]}. {text}")
+        elif "List" in style or (element.pPr is not None and element.pPr.numPr is not None):
+            out.append("   - " + text if "2" in style else "- " + text)
+        else:
+            counters.clear()
+            out.extend(["", text])
+    meta: dict[str, Any] = {}
+    if document.core_properties.title:
+        meta["title"] = document.core_properties.title
+    return "\n".join(out), meta
+
+
+READERS: dict[str, tuple[str, Callable[[bytes], tuple[str, dict[str, Any]]]]] = {
+    ".md": ("markdown", _read_markdown),
+    ".markdown": ("markdown", _read_markdown),
+    ".txt": ("text", _read_markdown),
+    ".html": ("html", _read_html),
+    ".htm": ("html", _read_html),
+    ".pdf": ("pdf", _read_pdf),
+    ".docx": ("docx", _read_docx),
+}
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in READERS and not path.name.endswith(SIDECAR_SUFFIX)
+
+
+def sidecar_for(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _normalise_metadata(raw: dict[str, Any], text: str, path: Path) -> dict[str, str]:
+    meta = {k: raw[k] for k in (*DOCUMENT_METADATA_KEYS, "id") if raw.get(k) is not None}
+    for key, value in list(meta.items()):
+        meta[key] = value.isoformat() if isinstance(value, date) else str(value).strip()
+    audience = meta.get("audience", "internal").lower()
+    if audience not in AUDIENCES:
+        raise LoadError(f"audience must be one of {', '.join(AUDIENCES)}, got {meta['audience']!r}")
+    meta["audience"] = audience
+    meta["market"] = meta.get("market", "ALL").upper()
+    meta["language"] = meta.get("language", "en").lower()
+    if "review_by" in meta:
+        try:
+            meta["review_by"] = date.fromisoformat(meta["review_by"]).isoformat()
+        except ValueError as exc:
+            raise LoadError(f"review_by must be a date (YYYY-MM-DD), got {meta['review_by']!r}") from exc
+    if not meta.get("title"):
+        heading = re.search(r"^#{1,6}\s+(.+)$", text, re.M)
+        meta["title"] = heading.group(1).strip() if heading else path.stem.replace("-", " ").replace("_", " ").title()
+    return meta
+
+
+def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
+    """Read, decode and clean one file. Raises :class:`LoadError` with a one-line reason."""
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        raise LoadError(f"unsupported file type {suffix or '(none)'} (supported: {', '.join(sorted(READERS))})")
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise LoadError("empty file")
+        if size > max_bytes:
+            raise LoadError(
+                f"file is {size / 1e6:.1f} MB, above the {max_bytes / 1e6:.0f} MB limit (KBASSIST_MAX_FILE_MB)"
+            )
+        data = path.read_bytes()
+        sidecar = sidecar_for(path)
+        sidecar_bytes = sidecar.read_bytes() if sidecar.is_file() else b""
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
+    fmt, reader = READERS[suffix]
+    body, meta = reader(data)
+    if sidecar_bytes:
+        meta.update(_parse_yaml(_decode(sidecar_bytes), f"sidecar {sidecar.name}"))
+    text = clean_text(body)
+    if not text:
+        raise LoadError("no extractable text" + (" (scanned PDF without a text layer?)" if fmt == "pdf" else ""))
+    metadata = _normalise_metadata(meta, text, path)
+    doc_id = slugify(metadata.pop("id")) if metadata.get("id") else doc_id_for(path, root)
+    return LoadedDocument(
+        doc_id=doc_id, path=path, format=fmt, text=text, metadata=metadata, sha256=_digest(data, sidecar_bytes)
+    )
+
+
+def _digest(data: bytes, sidecar_bytes: bytes) -> str:
+    return hashlib.sha256(data + b"\0" + sidecar_bytes).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of a file and its sidecar: what decides whether a re-ingest is needed."""
+    sidecar = sidecar_for(path)
+    return _digest(path.read_bytes(), sidecar.read_bytes() if sidecar.is_file() else b"")

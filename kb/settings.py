@@ -1,0 +1,102 @@
+"""One typed place for every setting.
+
+Values come, highest priority first, from keyword arguments, ``KBASSIST_*`` environment
+variables, a TOML config file (``KBASSIST_CONFIG`` or ``./kbassist.toml``), then defaults.
+Nothing else in the code base reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "kbassist"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("KBASSIST_CONFIG", "kbassist.toml"))
+
+
+class Settings(BaseSettings):
+    """Every tunable of kbassist. See README "Settings" for the environment variable names."""
+
+    model_config = SettingsConfigDict(env_prefix="KBASSIST_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Embedded Chroma data and caches.")
+    chroma_url: str | None = Field(
+        default=None, description="Use a Chroma server (http://host:port) instead of the embedded store."
+    )
+    collection: str = Field(default="kbassist", description="Chroma collection holding the chunks.")
+
+    embedding_model: Literal["minilm-int8"] = "minilm-int8"
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+
+    chunk_max_tokens: int = Field(
+        default=256,
+        ge=32,
+        le=4096,
+        description="Upper bound of a chunk, in cl100k_base tokens, heading prefix included.",
+    )
+    chunk_overlap_tokens: int = Field(default=32, ge=0, le=1024)
+
+    max_file_mb: float = Field(default=25.0, gt=0, description="Files above this size are rejected at ingest.")
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; fails with a clear message when the config file is not valid TOML."""
+    path = _config_file()
+    if path.is_file():
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"config file {path} is not valid TOML: {exc}") from exc
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,139 @@
+"""The ``kbassist`` command: a thin shell over ingest, kb, assist and eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kb.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="kbassist: answers from your policy and process documents, with citations.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+kb_app = typer.Typer(help="Inspect what is in the knowledge base.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+
+def demo_docs_path() -> Path:
+    """The bundled demo knowledge base (package data of ``kb``)."""
+    return Path(str(resources.files("kb") / "demo" / "docs"))
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:  # a bad config file or KBASSIST_* value
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _open_store(settings: Settings):
+    from kb.store import KnowledgeStore, StoreUnavailable
+
+    try:
+        return KnowledgeStore(settings)
+    except StoreUnavailable as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens, per document.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (md, txt, html, pdf, docx).")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Ingest the bundled demo knowledge base.")] = False,
+    prune: Annotated[
+        bool | None,
+        typer.Option(
+            "--prune/--no-prune", help="Remove documents deleted from a given folder. Default: on for folders."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Add or update documents in the knowledge base. Unchanged files are skipped."""
+    from tqdm import tqdm
+
+    from ingest.pipeline import ingest as run_ingest
+
+    targets = list(paths or []) + ([demo_docs_path()] if demo else [])
+    if not targets:
+        typer.secho("error: give at least one file or folder, or --demo", fg="red", err=True)
+        raise typer.Exit(2)
+    store = _open_store(_settings())
+    bar = tqdm(total=0, unit="file", desc="ingest", disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int, name: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(name[-40:])
+        bar.update(done - bar.n)
+
+    report = run_ingest(targets, store, prune=prune, progress=progress)
+    bar.close()
+    for error in report.errors:
+        typer.secho(f"error: {error}", fg="red", err=True)
+    if as_json:
+        typer.echo(json.dumps({**asdict(report), "errors": [str(e) for e in report.errors]}, indent=2, default=str))
+    else:
+        typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@kb_app.command("list")
+def kb_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the documents in the knowledge base."""
+    docs = _open_store(_settings()).documents()
+    if as_json:
+        typer.echo(json.dumps([asdict(d) for d in docs], indent=2))
+        return
+    if not docs:
+        typer.echo("The knowledge base is empty. Add documents with: kbassist ingest PATH")
+        return
+    header = f"{'id':34} {'audience':9} {'market':6} {'lang':4} {'format':8} {'chunks':>6}  {'version':8} {'review_by':10} title"
+    typer.echo(header)
+    for d in docs:
+        typer.echo(
+            f"{d.doc_id[:34]:34} {d.audience:9} {d.market:6} {d.language:4} {d.format:8} {d.chunk_count:>6}  "
+            f"{d.version[:8]:8} {d.review_by:10} {d.title}"
+        )
+
+
+@kb_app.command("stats")
+def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts by audience, market, language and format, and documents past their review date."""
+    stats = _open_store(_settings()).stats()
+    if as_json:
+        typer.echo(json.dumps(asdict(stats), indent=2))
+        return
+    typer.echo(f"documents: {stats.documents}\nchunks:    {stats.chunks}")
+    for name in ("by_audience", "by_market", "by_language", "by_format"):
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(getattr(stats, name).items()))
+        typer.echo(f"{name.replace('_', ' ')}: {counts or '-'}")
+    typer.echo(f"past review_by: {', '.join(stats.stale) or 'none'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
