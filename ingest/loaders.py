@@ -114,7 +114,8 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
     out: list[str] = []
 
     def inline(node: Tag) -> str:
-        return " ".join(node.get_text(" ", strip=True).split())
+        text = " ".join(node.get_text(" ", strip=True).split())
+        return re.sub(r" ([.,;:!?)])", r"\1", text)  # "<b>60 SEK</b>." must not read "60 SEK ."
 
     def walk(node: Tag) -> None:
         for child in node.children:

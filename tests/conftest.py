@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated data dir per test, real files written on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kb.settings import Settings
+from kb.store import KnowledgeStore
+
+DOCS = {
+    "refunds.md": """---
+title: Refunds
+audience: customer
+market: SE
+review_by: 2030-01-01
+version: 2
+---
+# Refunds
+
+You can return an item within 30 days of delivery.
+
+## Partial refunds
+
+1. Open the order.
+2. Choose the items to return.
+   - Keep the receipt.
+3. Confirm the refund.
+""",
+    "fees.md": """---
+title: Late fees
+audience: agent
+market: DE
+review_by: 2020-01-01
+---
+# Late fees
+
+| Fee | Amount |
+|-----|--------|
+| Reminder | 2.50 EUR |
+""",
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def store(settings: Settings) -> KnowledgeStore:
+    return KnowledgeStore(settings)
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
