@@ -78,8 +78,12 @@ def test_interrupted_write_converges(store: KnowledgeStore, docs_dir: Path) -> N
     """Chunks upserted but the registry not updated (a crash between the two) heal on re-run."""
     ingest([docs_dir], store)
     clean = _all_chunks(store)
-    store.chunks.upsert(ids=["refunds:orphan:0:deadbeef"], documents=["stale"], embeddings=[[0.1] * 384],
-                        metadatas=[{"doc_id": "refunds"}])
+    store.chunks.upsert(
+        ids=["refunds:orphan:0:deadbeef"],
+        documents=["stale"],
+        embeddings=[[0.1] * 384],
+        metadatas=[{"doc_id": "refunds"}],
+    )
     record = store.document("refunds")
     record.sha256 = "interrupted"
     store.registry.upsert(ids=["refunds"], embeddings=[[1.0]], metadatas=[record.to_metadata()])

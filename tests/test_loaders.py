@@ -49,7 +49,11 @@ def test_markdown_front_matter(tmp_path: Path) -> None:
     doc = load_document(path, tmp_path, MAX)
     assert doc.doc_id == "refund-policy"
     assert doc.metadata == {
-        "audience": "customer", "market": "SE", "review_by": "2027-01-31", "language": "en", "title": "Refunds",
+        "audience": "customer",
+        "market": "SE",
+        "review_by": "2027-01-31",
+        "language": "en",
+        "title": "Refunds",
     }
     assert doc.text == "# Refunds\n\nText."
 

@@ -40,7 +40,7 @@ from kb.tokens import install_offline_cache
 from pathlib import Path
 import tiktoken
 install_offline_cache(Path(TIKTOKEN_DIR))
-assert tiktoken.get_encoding("cl100k_base").encode("refund") 
+assert tiktoken.get_encoding("cl100k_base").encode("refund")
 from kbassist_cli import main
 try:
     main()
@@ -64,7 +64,10 @@ def test_ingest_and_embed_without_network(tmp_path: Path, docs_dir: Path) -> Non
     env.pop("TIKTOKEN_CACHE_DIR", None)
     result = subprocess.run(
         [sys.executable, "-c", GUARD + WORK, str(attempts), str(docs_dir), str(tmp_path / "tiktoken")],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 added" in result.stdout
