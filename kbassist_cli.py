@@ -131,6 +131,47 @@ def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
     typer.echo(f"past review_by: {', '.join(stats.stale) or 'none'}")
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    role: Annotated[
+        str, typer.Option(help="Who is asking: customer, agent or internal. Decides what can be read.")
+    ] = "agent",
+    market: Annotated[
+        str | None, typer.Option(help="Market code, e.g. SE or DE. Documents for ALL markets always count.")
+    ] = None,
+    product: Annotated[str | None, typer.Option(help="Only documents about this product.")] = None,
+    language: Annotated[str | None, typer.Option(help="Only documents in this language (en, de, sv...).")] = None,
+    doc: Annotated[str | None, typer.Option(help="Only this document id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+) -> None:
+    """Answer a question with citations, or refuse and hand off when the knowledge base has no answer."""
+    from assist.access import Filters
+    from assist.service import Assistant, QuestionError
+
+    settings = _settings()
+    assistant = Assistant(_open_store(settings), settings)
+    try:
+        answer = assistant.ask(question, role=role, market=market, filters=Filters(market, language, product, doc))
+    except (QuestionError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        return
+    typer.echo(answer.text)
+    if answer.citations:
+        typer.echo("\nSources:")
+        for c in answer.citations:
+            version = f", v{c.version}" if c.version else ""
+            typer.echo(f"  [{c.number}] {c.title} — {c.section}{version} ({c.chunk_id})")
+    if answer.suggested_reply:
+        typer.echo("\nSuggested reply to the customer:\n" + answer.suggested_reply)
+    if answer.handoff:
+        typer.echo("\nHand-off created for a human agent.")
+    typer.echo(f"\nconfidence {answer.confidence:.2f} · {answer.latency_ms:.0f} ms · {answer.generator}")
+
+
 def main() -> None:
     app()
 

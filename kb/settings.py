@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,7 +56,26 @@ class Settings(BaseSettings):
 
     max_file_mb: float = Field(default=25.0, gt=0, description="Files above this size are rejected at ingest.")
 
-    @field_validator("chroma_url")
+    # Retrieval and answering.
+    candidates: int = Field(default=30, ge=1, le=500, description="Candidates taken from each retriever before fusion.")
+    top_k: int = Field(default=5, ge=1, le=50, description="Passages kept after fusion and reranking.")
+    rerank: bool = Field(default=True, description="Apply the lexical coverage reranker after fusion.")
+    confidence_threshold: float = Field(
+        default=0.42, ge=0.0, le=1.0, description="Below this retrieval confidence the assistant refuses and hands off."
+    )
+    max_question_chars: int = Field(default=2000, ge=10)
+
+    # Optional OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp). Off unless a URL is set.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_context_tokens: int = Field(
+        default=3000, ge=256, description="Token budget for the passages sent to the model."
+    )
+    llm_max_answer_tokens: int = Field(default=500, ge=16)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("chroma_url", "llm_base_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None

@@ -1,0 +1,66 @@
+"""Who may read what: the caller's role decides which document audiences are searchable.
+
+The rule is applied inside the store query (a Chroma ``where`` clause, and the same clause when
+the lexical index is built), never by filtering results afterwards, so a passage a role may not
+read is never retrieved at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Role = Literal["customer", "agent", "internal"]
+
+ROLE_AUDIENCES: dict[str, tuple[str, ...]] = {
+    "customer": ("customer",),
+    "agent": ("customer", "agent"),
+    "internal": ("customer", "agent", "internal"),
+}
+
+
+def audiences_for(role: str) -> tuple[str, ...]:
+    try:
+        return ROLE_AUDIENCES[role]
+    except KeyError:
+        raise ValueError(f"unknown role {role!r} (use one of: {', '.join(ROLE_AUDIENCES)})") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional narrowing of a search. ``market`` also admits documents valid in ALL markets."""
+
+    market: str | None = None
+    language: str | None = None
+    product: str | None = None
+    doc_id: str | None = None
+
+    def matches(self, meta: dict[str, Any]) -> bool:
+        """Same semantics as :meth:`where`, for indexes that live outside Chroma."""
+        if self.market and meta.get("market") not in (self.market.upper(), "ALL"):
+            return False
+        if self.language and meta.get("language") != self.language.lower():
+            return False
+        if self.product and meta.get("product") not in (self.product, "all"):
+            return False
+        return not (self.doc_id and meta.get("doc_id") != self.doc_id)
+
+
+def scope_where(role: str) -> dict[str, Any]:
+    """The access part of the query alone (used to build a role's lexical index)."""
+    return {"audience": {"$in": list(audiences_for(role))}}
+
+
+def where_clause(role: str, filters: Filters | None = None) -> dict[str, Any]:
+    """The Chroma ``where`` for a role plus optional filters."""
+    filters = filters or Filters()
+    clauses: list[dict[str, Any]] = [scope_where(role)]
+    if filters.market:
+        clauses.append({"market": {"$in": [filters.market.upper(), "ALL"]}})
+    if filters.language:
+        clauses.append({"language": filters.language.lower()})
+    if filters.product:
+        clauses.append({"product": {"$in": [filters.product, "all"]}})
+    if filters.doc_id:
+        clauses.append({"doc_id": filters.doc_id})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -1,0 +1,128 @@
+"""BM25 over the chunks a role may read, with ``bm25s`` and a Snowball stemmer.
+
+One index per role scope, built from the store with the role's ``where`` clause and rebuilt when
+the document registry changes. Market, language, product and document filters are applied as a
+``bm25s`` weight mask, so filtered search scores only the admitted chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from assist.access import Filters, scope_where
+from kb.store import KnowledgeStore
+
+# bm25s sets its own logger to DEBUG on import; its per-index messages are noise to us.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stop-word-free, stemmed word tokens (the same for documents and queries)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _stopwords()]
+    return _stemmer().stemWords(words) if words else []
+
+
+@dataclass
+class LexicalIndex:
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    model: bm25s.BM25 | None
+    doc_freq: Counter[str]
+
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> LexicalIndex:
+        model = None
+        tokenized = [terms(t) for t in texts]
+        doc_freq = Counter(term for tokens in tokenized for term in set(tokens))
+        if ids:
+            model = bm25s.BM25()
+            model.index([tokens or ["\u2400"] for tokens in tokenized], show_progress=False)
+        return cls(ids, texts, metadatas, model, doc_freq)
+
+    def idf(self, term: str) -> float:
+        """BM25 idf; a term the knowledge base never uses gets the highest weight."""
+        n = max(len(self.ids), 1)
+        df = self.doc_freq.get(term, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def coverage(self, query_terms: Sequence[str], text: str) -> float:
+        """Share of the query's idf mass present in ``text`` (0..1): rare terms count most."""
+        wanted = set(query_terms)
+        if not wanted:
+            return 0.0
+        present = wanted & set(terms(text))
+        total = sum(self.idf(t) for t in wanted)
+        return sum(self.idf(t) for t in present) / total if total else 0.0
+
+    def search(self, query: str, n: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """Top ``n`` (row, score) pairs with a positive score, best first."""
+        if self.model is None:
+            return []
+        vocab = self.model.vocab_dict
+        tokens = [t for t in terms(query) if t in vocab]
+        if not tokens:
+            return []
+        mask = None
+        if filters and filters != Filters():
+            mask = np.fromiter((filters.matches(m) for m in self.metadatas), dtype=np.float32, count=len(self.ids))
+        scores = self.model.get_scores(tokens, weight_mask=mask)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top])]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+class LexicalIndexes:
+    """Per-role BM25 indexes over one store, rebuilt when the registry fingerprint changes."""
+
+    def __init__(self, store: KnowledgeStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[str, LexicalIndex]] = {}
+
+    def _fingerprint(self) -> str:
+        docs = self.store.documents()
+        return "|".join(f"{d.doc_id}:{d.sha256}:{d.chunk_count}" for d in docs)
+
+    def for_role(self, role: str) -> LexicalIndex:
+        fingerprint = self._fingerprint()
+        with self._lock:
+            cached = self._cache.get(role)
+            if cached and cached[0] == fingerprint:
+                return cached[1]
+            got = self.store.chunks.get(where=scope_where(role), include=["documents", "metadatas"])
+            index = LexicalIndex.build(
+                list(got["ids"]),
+                [d or "" for d in got["documents"] or []],
+                [dict(m or {}) for m in got["metadatas"] or []],
+            )
+            self._cache[role] = (fingerprint, index)
+            return index

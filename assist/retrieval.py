@@ -1,0 +1,147 @@
+"""Hybrid retrieval: dense (Chroma) + BM25, fused by reciprocal rank, de-duplicated, reranked.
+
+Dense search catches paraphrases ("send it back" / "return"); BM25 catches exact policy terms,
+amounts and codes that embeddings blur. Reciprocal rank fusion combines them without having to
+calibrate two score scales. A cheap reranker then rewards passages that cover more of the
+question's terms. The confidence reported with a result comes from the same evidence and
+decides, downstream, whether to answer or to hand off.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from assist.access import Filters, where_clause
+from assist.lexical import LexicalIndexes, terms
+from kb.settings import Settings
+from kb.store import KnowledgeStore
+
+RRF_K = 60
+DUPLICATE_JACCARD = 0.8
+# Reranker weights: fused rank, query-term coverage, dense similarity.
+W_FUSED, W_COVERAGE, W_DENSE = 0.6, 0.25, 0.15
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with the evidence of why it was retrieved."""
+
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any]
+    dense: float = 0.0
+    lexical: float = 0.0
+    fused: float = 0.0
+    coverage: float = 0.0
+    score: float = 0.0
+
+    @property
+    def doc_id(self) -> str:
+        return str(self.metadata.get("doc_id", ""))
+
+    @property
+    def body(self) -> str:
+        """The chunk text without its heading-path prefix."""
+        return self.text.split("\n\n", 1)[1] if "\n\n" in self.text else self.text
+
+
+@dataclass
+class Retrieval:
+    query: str
+    role: str
+    filters: Filters
+    passages: list[Passage]
+    confidence: float
+    where: dict[str, Any]
+    latency_ms: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def confidence_from(passages: list[Passage]) -> float:
+    """Retrieval confidence in 0..1 from the best passage's dense similarity and term coverage."""
+    if not passages:
+        return 0.0
+    best = passages[0]
+    dense = max(p.dense for p in passages[:3])
+    return float(np.clip(0.5 * dense + 0.5 * best.coverage, 0.0, 1.0))
+
+
+class HybridRetriever:
+    """Searches one store for one role at a time; safe to share across threads."""
+
+    def __init__(self, store: KnowledgeStore, settings: Settings | None = None) -> None:
+        self.store = store
+        self.settings = settings or store.settings
+        self.lexical = LexicalIndexes(store)
+
+    def retrieve(
+        self, query: str, role: str, filters: Filters | None = None, k: int | None = None, rerank: bool | None = None
+    ) -> Retrieval:
+        started = time.perf_counter()
+        filters = filters or Filters()
+        k = k or self.settings.top_k
+        n = self.settings.candidates
+        where = where_clause(role, filters)
+        timings: dict[str, float] = {}
+
+        t = time.perf_counter()
+        vector = self.store.embedder.embed([query])[0]
+        timings["embed_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        dense_hits = self.store.query(vector, n_results=n, where=where)
+        timings["dense_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        index = self.lexical.for_role(role)
+        lexical_hits = index.search(query, n, filters)
+        timings["lexical_ms"] = (time.perf_counter() - t) * 1000
+
+        pool: dict[str, Passage] = {}
+        for rank, (chunk_id, text, meta, sim) in enumerate(dense_hits):
+            passage = pool.setdefault(chunk_id, Passage(chunk_id, text, meta))
+            passage.dense = sim
+            passage.fused += 1.0 / (RRF_K + rank + 1)
+        for rank, (row, score) in enumerate(lexical_hits):
+            chunk_id = index.ids[row]
+            passage = pool.setdefault(chunk_id, Passage(chunk_id, index.texts[row], index.metadatas[row]))
+            passage.lexical = score
+            passage.fused += 1.0 / (RRF_K + rank + 1)
+        if not pool:
+            return Retrieval(query, role, filters, [], 0.0, where, (time.perf_counter() - started) * 1000, timings)
+
+        missing_dense = [p for p in pool.values() if p.dense == 0.0]
+        if missing_dense:  # lexical-only hits: score them densely too, from their stored vectors
+            got = self.store.chunks.get(ids=[p.chunk_id for p in missing_dense], include=["embeddings"])
+            sims = dict(zip(got["ids"], np.asarray(got["embeddings"]) @ vector, strict=True))
+            for p in missing_dense:
+                p.dense = float(sims.get(p.chunk_id, 0.0))
+
+        query_terms = terms(query)
+        top_fused = max(p.fused for p in pool.values())
+        for p in pool.values():
+            p.coverage = index.coverage(query_terms, p.text)
+            p.score = p.fused / top_fused
+            if rerank if rerank is not None else self.settings.rerank:
+                p.score = W_FUSED * p.score + W_COVERAGE * p.coverage + W_DENSE * p.dense
+        ranked = sorted(pool.values(), key=lambda p: (-p.score, p.chunk_id))
+        passages = _drop_near_duplicates(ranked, k)
+        latency = (time.perf_counter() - started) * 1000
+        return Retrieval(query, role, filters, passages, confidence_from(passages), where, latency, timings)
+
+
+def _drop_near_duplicates(ranked: list[Passage], k: int) -> list[Passage]:
+    """Keep the best of passages whose term sets overlap by ``DUPLICATE_JACCARD`` or more."""
+    kept: list[Passage] = []
+    kept_terms: list[set[str]] = []
+    for passage in ranked:
+        words = set(terms(passage.body))
+        if any(words and len(words & other) / len(words | other) >= DUPLICATE_JACCARD for other in kept_terms):
+            continue
+        kept.append(passage)
+        kept_terms.append(words)
+        if len(kept) == k:
+            break
+    return kept

@@ -1,0 +1,184 @@
+"""The assistant service: one call from question to cited answer, or to refusal and hand-off.
+
+Transports (the CLI, the Streamlit app, evaluation) call :meth:`Assistant.ask` and render what
+comes back; none of them decides anything about answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from assist.access import Filters, audiences_for
+from assist.answer import Answer, Citation, Handoff
+from assist.conversation import Turn, as_turns, condense, is_follow_up, mentioned_market
+from assist.extractive import ExtractiveGenerator
+from assist.generation import CoverageFn, Generator, TokenCallback
+from assist.lexical import terms
+from assist.retrieval import HybridRetriever, Passage, Retrieval
+from kb.settings import Settings
+from kb.store import KnowledgeStore
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_REFUSAL = (
+    "I'm sorry, I couldn't find an answer to that in our help articles, and I don't want to guess. "
+    "Would you like to talk to a person? I can pass your question on to our support team."
+)
+AGENT_REFUSAL = "No policy in the knowledge base covers this question."
+ESCALATION_QUERY = "no policy covers the case what to do escalate to team lead escalation path"
+REPLY_OPENING = "Thanks for getting in touch."
+
+
+class QuestionError(ValueError):
+    """The question cannot be processed as given (empty, too long, malformed)."""
+
+
+class Assistant:
+    """Answers questions from one knowledge base for customers, agents and internal readers."""
+
+    def __init__(self, store: KnowledgeStore, settings: Settings | None = None, generator: Generator | None = None):
+        self.settings = settings or store.settings
+        self.retriever = HybridRetriever(store, self.settings)
+        if generator is None and self.settings.llm_base_url:
+            from assist.llm import LLMGenerator
+
+            generator = LLMGenerator(self.settings)
+        self.generator: Generator = generator or ExtractiveGenerator()
+        self._extractive = ExtractiveGenerator()
+
+    def _validate(self, question: str, role: str) -> str:
+        audiences_for(role)
+        if not isinstance(question, str):
+            raise QuestionError("the question must be text")
+        question = " ".join(question.split())
+        if not question:
+            raise QuestionError("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
+            )
+        return question
+
+    def search_query(self, question: str, conversation: Sequence[Turn]) -> str:
+        if conversation and is_follow_up(question) and hasattr(self.generator, "rewrite_query"):
+            history = "\n".join(f"{t.role}: {t.content}" for t in conversation[-6:])
+            try:
+                return self.generator.rewrite_query(question, history)  # type: ignore[attr-defined]
+            except Exception:  # the endpoint failing must not stop the answer
+                log.warning("query rewrite failed; using the offline heuristic")
+        return condense(question, conversation)
+
+    def ask(
+        self,
+        question: str,
+        role: str = "customer",
+        market: str | None = None,
+        conversation: Sequence[Turn | dict[str, str]] | None = None,
+        filters: Filters | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> Answer:
+        started = time.perf_counter()
+        question = self._validate(question, role)
+        turns = as_turns(conversation)
+        query = self.search_query(question, turns)
+        base = filters or Filters()
+        chosen_market = mentioned_market(query) or market or base.market
+        filters = Filters(chosen_market, base.language, base.product, base.doc_id)
+        retrieval = self.retriever.retrieve(query, role, filters)
+
+        generated = None
+        if retrieval.passages and retrieval.confidence >= self.settings.confidence_threshold:
+            generated = self.generator.generate(query, retrieval.passages, role, self._coverage(role, query), on_token)
+        if generated is None or generated.no_answer:
+            answer = self._refuse(question, query, role, chosen_market, turns, retrieval)
+        else:
+            citations = [Citation.from_passage(n, retrieval.passages[i]) for n, i in enumerate(generated.cited, 1)]
+            answer = Answer(
+                question=question,
+                search_query=query,
+                role=role,
+                text=generated.text,
+                citations=citations,
+                confidence=retrieval.confidence,
+                refused=False,
+                latency_ms=0.0,
+                steps=generated.steps,
+                generator=self.generator.name,
+                flags=generated.flags,
+                usage=generated.usage,
+            )
+            if role != "customer":
+                answer.suggested_reply = self._customer_reply(query, retrieval)
+        answer.latency_ms = (time.perf_counter() - started) * 1000
+        log.info(
+            "answered role=%s refused=%s confidence=%.2f citations=%d latency_ms=%.0f",
+            role,
+            answer.refused,
+            answer.confidence,
+            len(answer.citations),
+            answer.latency_ms,
+        )
+        return answer
+
+    def _coverage(self, role: str, query: str) -> CoverageFn:
+        """How much of the query's idf mass a text covers, with the role's index statistics."""
+        index = self.retriever.lexical.for_role(role)
+        query_terms = terms(query)
+        return lambda text: index.coverage(query_terms, text)
+
+    def _customer_reply(self, query: str, retrieval: Retrieval) -> str | None:
+        """A reply the agent can send: quoted only from customer-facing passages."""
+        public = [p for p in retrieval.passages if p.metadata.get("audience") == "customer"]
+        if not public:
+            return None
+        draft = self._extractive.select(query, public, self._coverage("customer", query))
+        if draft.empty:
+            return None
+        lines = [REPLY_OPENING] + [text for text, _ in draft.parts] + [text for text, _ in draft.steps]
+        return "\n".join(lines)
+
+    def _refuse(
+        self, question: str, query: str, role: str, market: str | None, turns: list[Turn], retrieval: Retrieval
+    ) -> Answer:
+        searched = {
+            "query": query,
+            "role": role,
+            "filters": {k: v for k, v in vars(retrieval.filters).items() if v},
+            "documents": sorted({p.doc_id for p in retrieval.passages}),
+            "confidence": round(retrieval.confidence, 3),
+        }
+        answer = Answer(
+            question=question,
+            search_query=query,
+            role=role,
+            text=CUSTOMER_REFUSAL if role == "customer" else AGENT_REFUSAL,
+            citations=[],
+            confidence=retrieval.confidence,
+            refused=True,
+            latency_ms=0.0,
+            generator=self.generator.name,
+        )
+        if role == "customer":
+            earlier = [t.content for t in turns if t.role == "user"][-3:]
+            summary = f"Customer asked: {question}"
+            if earlier:
+                summary += " | Earlier: " + " / ".join(earlier)
+            answer.handoff = Handoff(question, role, market, summary, searched, reason="low retrieval confidence")
+        else:
+            answer.escalation = self._escalation_path(role)
+            if answer.escalation:
+                answer.text += (
+                    f" Follow the escalation path: {answer.escalation.title} — {answer.escalation.section} [1]"
+                )
+                answer.citations = [answer.escalation]
+        return answer
+
+    def _escalation_path(self, role: str) -> Citation | None:
+        """The knowledge base's own guidance for uncovered cases, if it has any."""
+        found = self.retriever.retrieve(ESCALATION_QUERY, role, Filters(), k=1)
+        best: Passage | None = found.passages[0] if found.passages else None
+        if best is None or best.coverage < 0.3:
+            return None
+        return Citation.from_passage(1, best)
