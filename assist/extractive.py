@@ -116,9 +116,13 @@ class ExtractiveGenerator:
         draft = Draft()
         procedure = [s for s in segments if s.kind == "step" and s.passage == best.passage and s.block == best.block]
         wants_steps = role != "customer" or bool(_PROCEDURAL.search(question))
-        if best.kind == "step" or (wants_steps and self._best_procedure(segments, best)):
-            if best.kind != "step":
-                procedure = self._best_procedure(segments, best)
+        if best.kind != "step" and wants_steps:
+            candidate = self._best_procedure(segments, best)
+            if candidate and max(s.score for s in candidate) >= RELATIVE_CUTOFF * best.score:
+                procedure = candidate
+            else:
+                wants_steps = False
+        if best.kind == "step" or wants_steps:
             intro = [
                 s
                 for s in segments

@@ -36,11 +36,81 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+# Words that frame a question rather than name its topic; absent from policy text, they would
+# otherwise carry the highest idf and make every question look uncovered.
+QUESTION_WORDS = frozenset(
+    [
+        "how",
+        "many",
+        "much",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "can",
+        "could",
+        "would",
+        "should",
+        "may",
+        "might",
+        "must",
+        "do",
+        "does",
+        "did",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "we",
+        "us",
+        "our",
+        "you",
+        "your",
+        "yours",
+        "something",
+        "anything",
+        "someone",
+        "anyone",
+        "get",
+        "got",
+        "need",
+        "want",
+        "please",
+        "tell",
+        "know",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+        "possible",
+        "able",
+        "have",
+        "has",
+        "had",
+        "am",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "there",
+    ]
+)
+
+
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    return frozenset(STOPWORDS_EN)
+    return frozenset(STOPWORDS_EN) | QUESTION_WORDS
 
 
 def terms(text: str) -> list[str]:

@@ -24,6 +24,8 @@ RRF_K = 60
 DUPLICATE_JACCARD = 0.8
 # Reranker weights: fused rank, query-term coverage, dense similarity.
 W_FUSED, W_COVERAGE, W_DENSE = 0.6, 0.25, 0.15
+# Confidence: weight of the dense similarity against idf-weighted term coverage.
+W_CONF_DENSE = 0.6
 
 
 @dataclass
@@ -67,7 +69,7 @@ def confidence_from(passages: list[Passage]) -> float:
         return 0.0
     best = passages[0]
     dense = max(p.dense for p in passages[:3])
-    return float(np.clip(0.5 * dense + 0.5 * best.coverage, 0.0, 1.0))
+    return float(np.clip(W_CONF_DENSE * dense + (1 - W_CONF_DENSE) * best.coverage, 0.0, 1.0))
 
 
 class HybridRetriever:

@@ -45,8 +45,8 @@ class Assistant:
             from assist.llm import LLMGenerator
 
             generator = LLMGenerator(self.settings)
-        self.generator: Generator = generator or ExtractiveGenerator()
         self._extractive = ExtractiveGenerator()
+        self.generator: Generator = generator or self._extractive
 
     def _validate(self, question: str, role: str) -> str:
         audiences_for(role)
@@ -89,8 +89,20 @@ class Assistant:
         retrieval = self.retriever.retrieve(query, role, filters)
 
         generated = None
+        used = self.generator.name
         if retrieval.passages and retrieval.confidence >= self.settings.confidence_threshold:
-            generated = self.generator.generate(query, retrieval.passages, role, self._coverage(role, query), on_token)
+            coverage = self._coverage(role, query)
+            try:
+                generated = self.generator.generate(query, retrieval.passages, role, coverage, on_token)
+            except Exception as exc:  # an unreachable or failing endpoint must not leave the user without an answer
+                if self.generator is self._extractive:
+                    raise
+                log.warning("generator %s failed (%s); answering extractively", self.generator.name, type(exc).__name__)
+                generated = self._extractive.generate(query, retrieval.passages, role, coverage, on_token)
+                used = self._extractive.name
+                generated.flags.append(
+                    f"{self.generator.name} generator unavailable ({type(exc).__name__}); answered extractively"
+                )
         if generated is None or generated.no_answer:
             answer = self._refuse(question, query, role, chosen_market, turns, retrieval)
         else:
@@ -105,7 +117,7 @@ class Assistant:
                 refused=False,
                 latency_ms=0.0,
                 steps=generated.steps,
-                generator=self.generator.name,
+                generator=used,
                 flags=generated.flags,
                 usage=generated.usage,
             )
