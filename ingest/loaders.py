@@ -225,7 +225,7 @@ def _pdf_lines_to_markdown(lines: list[tuple[float, str]]) -> str:
             out.extend(["", "#" * level[size] + " " + text, ""])
         elif re.match(r"^(\d+[.)]|[-•*])\s", text) or text.startswith("|"):
             out.append(text.replace("• ", "- ", 1))
-        elif out and out[-1] and not out[-1].startswith("#") and not re.search(r"[.:!?]$", out[-1]):
+        elif out and out[-1] and not out[-1].startswith(("#", "|")) and not re.search(r"[.:!?]$", out[-1]):
             out[-1] = out[-1] + " " + text  # a wrapped line of the same paragraph or step
         else:
             out.extend(["", text])

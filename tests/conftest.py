@@ -60,3 +60,15 @@ def docs_dir(tmp_path: Path) -> Path:
     for name, text in DOCS.items():
         (folder / name).write_text(text, encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeStore:
+    """The bundled demo knowledge base, ingested once per test session."""
+    from ingest.pipeline import ingest
+    from kbassist_cli import demo_docs_path
+
+    store = KnowledgeStore(Settings(data_dir=tmp_path_factory.mktemp("demo") / "data"))
+    report = ingest([demo_docs_path()], store)
+    assert report.ok, [str(e) for e in report.errors]
+    return store
