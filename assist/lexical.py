@@ -11,9 +11,10 @@ import logging
 import math
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -126,6 +127,7 @@ class LexicalIndex:
     metadatas: list[dict[str, Any]]
     model: bm25s.BM25 | None
     doc_freq: Counter[str]
+    _masks: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> LexicalIndex:
@@ -136,6 +138,16 @@ class LexicalIndex:
             model = bm25s.BM25()
             model.index([tokens or ["\u2400"] for tokens in tokenized], show_progress=False)
         return cls(ids, texts, metadatas, model, doc_freq)
+
+    def _mask(self, filters: Filters) -> np.ndarray:
+        """0/1 weights admitting the chunks that pass ``filters``; cached, filters repeat a lot."""
+        cached = self._masks.get(filters)
+        if cached is None:
+            cached = np.fromiter((filters.matches(m) for m in self.metadatas), dtype=np.float32, count=len(self.ids))
+            if len(self._masks) >= 256:
+                self._masks.clear()
+            self._masks[filters] = cached
+        return cached
 
     def idf(self, term: str) -> float:
         """BM25 idf; a term the knowledge base never uses gets the highest weight."""
@@ -160,9 +172,7 @@ class LexicalIndex:
         tokens = [t for t in terms(query) if t in vocab]
         if not tokens:
             return []
-        mask = None
-        if filters and filters != Filters():
-            mask = np.fromiter((filters.matches(m) for m in self.metadatas), dtype=np.float32, count=len(self.ids))
+        mask = self._mask(filters) if filters and filters != Filters() else None
         scores = self.model.get_scores(tokens, weight_mask=mask)
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n]
@@ -173,14 +183,28 @@ class LexicalIndex:
 class LexicalIndexes:
     """Per-role BM25 indexes over one store, rebuilt when the registry fingerprint changes."""
 
-    def __init__(self, store: KnowledgeStore) -> None:
+    def __init__(self, store: KnowledgeStore, recheck_s: float = 2.0) -> None:
         self.store = store
+        self.recheck_s = recheck_s
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[str, LexicalIndex]] = {}
+        self._fingerprint_at = (-1e9, "")
+        self._generation = store.generation
 
     def _fingerprint(self) -> str:
-        docs = self.store.documents()
-        return "|".join(f"{d.doc_id}:{d.sha256}:{d.chunk_count}" for d in docs)
+        """Identity of the registry's content.
+
+        Re-read at once after a write through this process's store, and at most every
+        ``recheck_s`` seconds otherwise (another process may write to a shared server).
+        """
+        checked_at, value = self._fingerprint_at
+        now = time.monotonic()
+        if now - checked_at >= self.recheck_s or self._generation != self.store.generation:
+            self._generation = self.store.generation
+            docs = self.store.documents()
+            value = "|".join(f"{d.doc_id}:{d.sha256}:{d.chunk_count}" for d in docs)
+            self._fingerprint_at = (now, value)
+        return value
 
     def for_role(self, role: str) -> LexicalIndex:
         fingerprint = self._fingerprint()

@@ -18,7 +18,7 @@ from pathlib import Path
 from ingest.chunker import CHUNKER_VERSION, ChunkSpec, chunk_text
 from ingest.errors import LoadError
 from ingest.loaders import LoadedDocument, file_digest, is_supported, load_document
-from kb.embedding import MODEL_ID
+from kb.embedding import EMBEDDING_ID
 from kb.models import Chunk, DocumentRecord
 from kb.store import KnowledgeStore
 
@@ -93,7 +93,7 @@ def discover(paths: Iterable[Path]) -> tuple[list[Source], list[FileError], list
 
 def config_signature(spec: ChunkSpec) -> str:
     """Part of each document's stored hash: changing chunking or model re-ingests everything."""
-    return f"c{CHUNKER_VERSION}-{spec.max_tokens}-{spec.overlap_tokens}-{MODEL_ID}"
+    return f"c{CHUNKER_VERSION}-{spec.max_tokens}-{spec.overlap_tokens}-{EMBEDDING_ID}"
 
 
 def ingest(

@@ -23,6 +23,9 @@ from chromadb.utils.embedding_functions import register_embedding_function
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSIONS = 384
 MAX_WORDPIECES = 256
+WINDOW_STRIDE = 32  # word pieces shared by consecutive windows of a long text
+# Identifies the vectors this module produces; stored with each document so a change re-embeds.
+EMBEDDING_ID = f"{MODEL_ID}/win{MAX_WORDPIECES}-{WINDOW_STRIDE}"
 
 
 def _model_file() -> Path:
@@ -78,8 +81,8 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(str(_tokenizer_file()))
-            tokenizer.enable_truncation(max_length=MAX_WORDPIECES)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            tokenizer.enable_truncation(max_length=MAX_WORDPIECES, stride=WINDOW_STRIDE)
+            tokenizer.no_padding()  # batches are padded here, to their own longest window
             options = ort.SessionOptions()
             if self.threads:
                 options.intra_op_num_threads = self.threads
@@ -89,30 +92,48 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
             self._tokenizer = tokenizer
             self._session = session
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encoded = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+    def _run(self, windows: list[list[int]]) -> np.ndarray:
+        """Mean-pooled, L2-normalised vectors for token-id windows, padded to the longest."""
+        width = max(len(w) for w in windows)
+        ids = np.zeros((len(windows), width), dtype=np.int64)
+        mask = np.zeros((len(windows), width), dtype=np.int64)
+        for row, window in enumerate(windows):
+            ids[row, : len(window)] = window
+            mask[row, : len(window)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feeds)[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Embed texts as an ``(n, 384)`` float32 array, batching by similar length."""
+        """Embed texts as an ``(n, 384)`` float32 array.
+
+        The model reads at most 256 word pieces; a longer text is cut into overlapping windows
+        whose vectors are averaged (weighted by length), so the end of a long chunk still counts.
+        Windows are batched by similar length to keep padding, and so CPU time, low.
+        """
         self._load()
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         if not texts:
             return out
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        owners: list[int] = []
+        windows: list[list[int]] = []
+        for start in range(0, len(texts), 512):
+            for offset, encoding in enumerate(self._tokenizer.encode_batch(texts[start : start + 512])):
+                for window in (encoding, *encoding.overflowing):
+                    owners.append(start + offset)
+                    windows.append(window.ids)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        vectors = np.zeros((len(windows), DIMENSIONS), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
-        return out
+            rows = order[start : start + self.batch_size]
+            vectors[rows] = self._run([windows[i] for i in rows])
+        lengths = np.array([len(w) for w in windows], dtype=np.float32)[:, None]
+        np.add.at(out, np.array(owners), vectors * lengths)
+        return out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
 
     def __call__(self, input: Documents) -> Embeddings:
         return list(self.embed(list(input)))

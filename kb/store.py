@@ -87,6 +87,8 @@ class KnowledgeStore:
             settings.collection + _REGISTRY_SUFFIX, embedding_function=None, configuration={"hnsw": {"space": "l2"}}
         )
         self._max_batch = max(1, min(self.client.get_max_batch_size(), 2048))
+        # Bumped on every write through this object, so in-process caches can tell they are stale.
+        self.generation = 0
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -126,6 +128,7 @@ class KnowledgeStore:
         self._delete_chunks(stale)
         record.chunk_count = len(chunks)
         self.registry.upsert(ids=[record.doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
+        self.generation += 1
         log.info("stored doc_id=%s chunks=%d removed_stale=%d", record.doc_id, len(chunks), len(stale))
 
     def delete_document(self, doc_id: str) -> int:
@@ -133,6 +136,7 @@ class KnowledgeStore:
         ids = self.chunk_ids(doc_id)
         self._delete_chunks(ids)
         self.registry.delete(ids=[doc_id])
+        self.generation += 1
         log.info("deleted doc_id=%s chunks=%d", doc_id, len(ids))
         return len(ids)
 

@@ -213,3 +213,17 @@ def test_cli_ask_json(assistant: Assistant, monkeypatch: pytest.MonkeyPatch) -> 
     assert "14 days" in data["text"] and data["citations"][0]["doc_id"] == "returns-de"
     assert data["latency_ms"] > 0 and 0 <= data["confidence"] <= 1
     assert CliRunner().invoke(app, ["ask", " ", "--role", "customer"]).exit_code == 2
+
+
+def test_new_documents_are_searchable_at_once(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "returns-se.md").write_text(KB["returns-se.md"])
+    store = KnowledgeStore(Settings(data_dir=tmp_path / "data"))
+    ingest([docs], store)
+    assistant = Assistant(store)
+    assert {m["doc_id"] for m in assistant.retriever.lexical.for_role("customer").metadatas} == {"returns-se"}
+    (docs / "newsletter.md").write_text(KB["newsletter.md"])
+    ingest([docs], store)
+    index = assistant.retriever.lexical.for_role("customer")
+    assert {m["doc_id"] for m in index.metadatas} == {"returns-se", "newsletter"}
