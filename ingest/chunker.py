@@ -138,8 +138,10 @@ def _pack_strings(pieces: list[str], budget: int) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class ChunkSpec:
-    max_tokens: int = 256
-    overlap_tokens: int = 32
+    """Chunk bound and overlap, in tokens (values come from settings)."""
+
+    max_tokens: int
+    overlap_tokens: int
 
 
 def _join(units: list[Unit]) -> str:
