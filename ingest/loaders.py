@@ -167,7 +167,7 @@ def _read_pdf(data: bytes) -> tuple[str, dict[str, Any]]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise LoadError("encrypted PDF (remove the password and re-export)")
-        lines: list[tuple[float, str]] = []
+        lines: list[_PdfLine] = []
         for page in reader.pages:
             lines.extend(_pdf_page_lines(page))
     except LoadError:
@@ -180,55 +180,80 @@ def _read_pdf(data: bytes) -> tuple[str, dict[str, Any]]:
     return _pdf_lines_to_markdown(lines), meta
 
 
-def _pdf_page_lines(page: Any) -> list[tuple[float, str]]:
-    """Text lines of a page with the font size they were set in (for heading detection)."""
-    fragments: list[tuple[float, float, str]] = []
+@dataclass(frozen=True)
+class _PdfLine:
+    size: float  # font size the line was set in
+    x: float  # left edge, to tell a sub-bullet from a top-level one
+    text: str
+
+
+def _pdf_page_lines(page: Any) -> list[_PdfLine]:
+    """Text lines of a page with their font size and left edge (for headings and nesting)."""
+    fragments: list[tuple[float, float, float, str]] = []
 
     def visitor(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
         if text:
             scale = abs(tm[3] * cm[3]) or 1.0
-            fragments.append((round(tm[5] * cm[3] + cm[5], 1), round(size * scale, 1), text))
+            x = tm[4] * cm[0] + cm[4]
+            fragments.append((round(tm[5] * cm[3] + cm[5], 1), round(x, 1), round(size * scale, 1), text))
 
     page.extract_text(visitor_text=visitor)
-    lines: list[tuple[float, str]] = []
+    lines: list[_PdfLine] = []
     current_y: float | None = None
     parts: list[str] = []
     sizes: list[float] = []
-    for y, size, text in fragments:
+    left = 0.0
+    for y, x, size, text in fragments:
         for i, piece in enumerate(text.split("\n")):
             if i > 0 or (current_y is not None and abs(y - current_y) > 1.0):
                 if parts:
-                    lines.append((max(sizes), "".join(parts).strip()))
+                    lines.append(_PdfLine(max(sizes), left, "".join(parts).strip()))
                 parts, sizes = [], []
+            if not parts:
+                left = x
             current_y = y
             if piece:
                 parts.append(piece)
                 sizes.append(size)
     if parts:
-        lines.append((max(sizes), "".join(parts).strip()))
-    return [(s, t) for s, t in lines if t]
+        lines.append(_PdfLine(max(sizes), left, "".join(parts).strip()))
+    return [line for line in lines if line.text]
 
 
-def _pdf_lines_to_markdown(lines: list[tuple[float, str]]) -> str:
-    """Lines set larger than the body text become headings, ranked by size (largest = #)."""
+def _pdf_lines_to_markdown(lines: list[_PdfLine]) -> str:
+    """Lines set larger than the body text become headings, ranked by size (largest = #).
+
+    A bullet set further right than the numbered step above it is that step's sub-item.
+    """
     if not lines:
         return ""
     weight = Counter[float]()
-    for size, text in lines:
-        weight[size] += len(text)
+    for line in lines:
+        weight[line.size] += len(line.text)
     body = weight.most_common(1)[0][0]
-    heading_sizes = sorted({s for s, t in lines if s > body * 1.12 and len(t) < 120}, reverse=True)[:4]
+    heading_sizes = sorted({ln.size for ln in lines if ln.size > body * 1.12 and len(ln.text) < 120}, reverse=True)[:4]
     level = {s: i + 1 for i, s in enumerate(heading_sizes)}
     out: list[str] = []
-    for size, text in lines:
-        if size in level and len(text) < 120:
-            out.extend(["", "#" * level[size] + " " + text, ""])
-        elif re.match(r"^(\d+[.)]|[-•*])\s", text) or text.startswith("|"):
-            out.append(text.replace("• ", "- ", 1))
+    step_x: float | None = None
+    for line in lines:
+        text = line.text
+        if line.size in level and len(text) < 120:
+            out.extend(["", "#" * level[line.size] + " " + text, ""])
+            step_x = None
+        elif re.match(r"^\d+[.)]\s", text):
+            out.append(text)
+            step_x = line.x
+        elif re.match(r"^[-•*]\s", text):
+            nested = step_x is not None and line.x > step_x + 2
+            out.append(("   - " if nested else "- ") + text[2:].strip())
+        elif text.startswith("|"):
+            out.append(text)
+            step_x = None
         elif out and out[-1] and not out[-1].startswith(("#", "|")) and not re.search(r"[.:!?]$", out[-1]):
             out[-1] = out[-1] + " " + text  # a wrapped line of the same paragraph or step
         else:
             out.extend(["", text])
+            step_x = None
     return "\n".join(out)
 
 

@@ -23,6 +23,11 @@ def _pdf(path: Path) -> Path:
     pdf.multi_cell(0, 6, "A chargeback must be raised within 120 days of the purchase.", new_x="LMARGIN", new_y="NEXT")
     pdf.multi_cell(0, 6, "1. Collect the receipt.", new_x="LMARGIN", new_y="NEXT")
     pdf.multi_cell(0, 6, "2. Submit the form.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_x(pdf.l_margin + 8)
+    pdf.multi_cell(0, 6, "- Keep a copy.", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, "| Market | Days |", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, "| SE | 120 |", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, "A paragraph after the table", new_x="LMARGIN", new_y="NEXT")
     pdf.output(str(path))
     return path
 
@@ -87,7 +92,8 @@ def test_pdf_headings_from_font_size(tmp_path: Path) -> None:
     doc = load_document(path, tmp_path, MAX)
     assert doc.format == "pdf" and doc.metadata["market"] == "DE"
     assert "# Chargebacks" in doc.text and "## Time limits" in doc.text
-    assert "1. Collect the receipt.\n2. Submit the form." in doc.text
+    assert "1. Collect the receipt.\n2. Submit the form.\n   - Keep a copy." in doc.text
+    assert "| SE | 120 |\n\nA paragraph after the table" in doc.text
 
 
 def test_docx_headings_steps_tables(tmp_path: Path) -> None:
