@@ -30,94 +30,62 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
+# Snowball stemmer and stop-word list per document language (ISO 639-1).
+LANGUAGES: dict[str, tuple[str, str]] = {
+    "en": ("english", "STOPWORDS_EN"),
+    "de": ("german", "STOPWORDS_GERMAN"),
+    "sv": ("swedish", "STOPWORDS_SWEDISH"),
+    "da": ("danish", "STOPWORDS_DANISH"),
+    "no": ("norwegian", "STOPWORDS_NORWEGIAN"),
+    "nl": ("dutch", "STOPWORDS_DUTCH"),
+    "fr": ("french", "STOPWORDS_FRENCH"),
+    "es": ("spanish", "STOPWORDS_SPANISH"),
+    "it": ("italian", "STOPWORDS_ITALIAN"),
+    "pt": ("portuguese", "STOPWORDS_PORTUGUESE"),
+}
 
 # Words that frame a question rather than name its topic; absent from policy text, they would
 # otherwise carry the highest idf and make every question look uncovered.
 QUESTION_WORDS = frozenset(
-    [
-        "how",
-        "many",
-        "much",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "why",
-        "can",
-        "could",
-        "would",
-        "should",
-        "may",
-        "might",
-        "must",
-        "do",
-        "does",
-        "did",
-        "i",
-        "me",
-        "my",
-        "mine",
-        "we",
-        "us",
-        "our",
-        "you",
-        "your",
-        "yours",
-        "something",
-        "anything",
-        "someone",
-        "anyone",
-        "get",
-        "got",
-        "need",
-        "want",
-        "please",
-        "tell",
-        "know",
-        "hi",
-        "hello",
-        "thanks",
-        "thank",
-        "possible",
-        "able",
-        "have",
-        "has",
-        "had",
-        "am",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "it",
-        "its",
-        "there",
-    ]
+    """how many much what when where which who whom whose why can could would should may might must do does did
+    i me my mine we us our you your yours something anything someone anyone get got need want please tell know
+    hi hello thanks thank possible able have has had am is are was were be been being it its there""".split()
 )
 
 
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
+@lru_cache(maxsize=16)
+def _stemmer(language: str) -> Any:
+    import Stemmer
 
-    return frozenset(STOPWORDS_EN) | QUESTION_WORDS
+    return Stemmer.Stemmer(LANGUAGES.get(language, LANGUAGES["en"])[0])
 
 
-def terms(text: str) -> list[str]:
-    """Lower-cased, stop-word-free, stemmed word tokens (the same for documents and queries)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _stopwords()]
-    return _stemmer().stemWords(words) if words else []
+@lru_cache(maxsize=16)
+def _stopwords(language: str) -> frozenset[str]:
+    import bm25s.stopwords as lists
+
+    words = frozenset(getattr(lists, LANGUAGES.get(language, LANGUAGES["en"])[1]))
+    return words | QUESTION_WORDS if language == "en" else words
+
+
+def detect_language(text: str) -> str:
+    """The language whose stop words the text uses most; English unless another clearly wins."""
+    words = set(_WORD.findall(text.lower()))
+    hits = {lang: len(words & _stopwords(lang)) for lang in LANGUAGES}
+    best = max(hits, key=lambda lang: hits[lang])
+    return best if hits[best] > hits["en"] else "en"
+
+
+def terms(text: str, language: str = "en") -> list[str]:
+    """Lower-cased, stop-word-free, stemmed word tokens in ``language``."""
+    stop = _stopwords(language)
+    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+    return _stemmer(language).stemWords(words) if words else []
+
+
+def query_terms(query: str) -> list[str]:
+    """Terms of a question, stemmed in the language it is written in."""
+    return terms(query, detect_language(query))
 
 
 @dataclass
@@ -132,7 +100,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> LexicalIndex:
         model = None
-        tokenized = [terms(t) for t in texts]
+        tokenized = [terms(t, str(m.get("language", "en"))) for t, m in zip(texts, metadatas, strict=True)]
         doc_freq = Counter(term for tokens in tokenized for term in set(tokens))
         if ids:
             model = bm25s.BM25()
@@ -155,12 +123,12 @@ class LexicalIndex:
         df = self.doc_freq.get(term, 0)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def coverage(self, query_terms: Sequence[str], text: str) -> float:
+    def coverage(self, query_terms: Sequence[str], text: str, language: str = "en") -> float:
         """Share of the query's idf mass present in ``text`` (0..1): rare terms count most."""
         wanted = set(query_terms)
         if not wanted:
             return 0.0
-        present = wanted & set(terms(text))
+        present = wanted & set(terms(text, language))
         total = sum(self.idf(t) for t in wanted)
         return sum(self.idf(t) for t in present) / total if total else 0.0
 
@@ -169,7 +137,7 @@ class LexicalIndex:
         if self.model is None:
             return []
         vocab = self.model.vocab_dict
-        tokens = [t for t in terms(query) if t in vocab]
+        tokens = [t for t in query_terms(query) if t in vocab]
         if not tokens:
             return []
         mask = self._mask(filters) if filters and filters != Filters() else None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from assist.access import Filters, where_clause
-from assist.lexical import LexicalIndexes, terms
+from assist.lexical import LexicalIndexes, detect_language, terms
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
@@ -121,10 +121,11 @@ class HybridRetriever:
             for p in missing_dense:
                 p.dense = float(sims.get(p.chunk_id, 0.0))
 
-        query_terms = terms(query)
+        language = detect_language(query)
+        words = terms(query, language)
         top_fused = max(p.fused for p in pool.values())
         for p in pool.values():
-            p.coverage = index.coverage(query_terms, p.text)
+            p.coverage = index.coverage(words, p.text, language)
             p.score = p.fused / top_fused
             if rerank if rerank is not None else self.settings.rerank:
                 p.score = W_FUSED * p.score + W_COVERAGE * p.coverage + W_DENSE * p.dense
@@ -139,7 +140,7 @@ def _drop_near_duplicates(ranked: list[Passage], k: int) -> list[Passage]:
     kept: list[Passage] = []
     kept_terms: list[set[str]] = []
     for passage in ranked:
-        words = set(terms(passage.body))
+        words = set(terms(passage.body, str(passage.metadata.get("language", "en"))))
         if any(words and len(words & other) / len(words | other) >= DUPLICATE_JACCARD for other in kept_terms):
             continue
         kept.append(passage)

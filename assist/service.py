@@ -15,7 +15,7 @@ from assist.answer import Answer, Citation, Handoff
 from assist.conversation import Turn, as_turns, condense, is_follow_up, mentioned_market
 from assist.extractive import ExtractiveGenerator
 from assist.generation import CoverageFn, Generator, TokenCallback
-from assist.lexical import terms
+from assist.lexical import detect_language, terms
 from assist.retrieval import HybridRetriever, Passage, Retrieval
 from kb.settings import Settings
 from kb.store import KnowledgeStore
@@ -137,8 +137,9 @@ class Assistant:
     def _coverage(self, role: str, query: str) -> CoverageFn:
         """How much of the query's idf mass a text covers, with the role's index statistics."""
         index = self.retriever.lexical.for_role(role)
-        query_terms = terms(query)
-        return lambda text: index.coverage(query_terms, text)
+        language = detect_language(query)
+        words = terms(query, language)
+        return lambda text: index.coverage(words, text, language)
 
     def _customer_reply(self, query: str, retrieval: Retrieval) -> str | None:
         """A reply the agent can send: quoted only from customer-facing passages."""
