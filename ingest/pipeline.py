@@ -24,10 +24,6 @@ from kb.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
-# Documents are embedded together once this many chunks are pending: big batches keep the
-# embedder near its raw throughput even when documents are small.
-EMBED_GROUP_CHUNKS = 256
-
 
 @dataclass
 class FileError:
@@ -167,7 +163,9 @@ def ingest(
             continue
         seen_ids[doc.doc_id] = source.path
         pending.append((doc, chunks))
-        if sum(len(c) for _, c in pending) >= EMBED_GROUP_CHUNKS:
+        # Documents are embedded together once enough chunks are pending: big batches keep the
+        # embedder near its raw throughput even when documents are small.
+        if sum(len(c) for _, c in pending) >= settings.ingest_group_chunks:
             flush()
     flush()
 
