@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import machine
 from retrieval_policyqa import DATASET, score
 
 from assist.access import Filters
@@ -64,7 +64,13 @@ def main() -> None:
                 row["filtered" if filtered else "unfiltered"] = score(rankings, questions)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
-    result = {"date": time.strftime("%Y-%m-%d"), "questions": len(questions), "seed": 1, "rows": rows}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "questions": len(questions),
+        "seed": 1,
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

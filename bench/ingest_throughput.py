@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine
 
 from ingest.chunker import ChunkSpec, chunk_text
 from ingest.loaders import load_document
@@ -29,19 +28,6 @@ from kb.store import KnowledgeStore
 from kbassist_cli import demo_docs_path
 
 POLICYQA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "policyqa-dev" / "docs"
-
-
-def machine() -> dict[str, object]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    versions = {p: metadata.version(p) for p in ("chromadb", "onnxruntime", "tokenizers", "tiktoken")}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
 
 
 def measure(name: str, folder: Path, work: Path) -> dict[str, object]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import sys
@@ -23,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine
 
 from assist.access import Filters
 from assist.service import Assistant
@@ -157,7 +158,7 @@ def main() -> None:
             "dataset": "policyqa-dev",
             "questions": len(questions),
             "date": time.strftime("%Y-%m-%d"),
-            "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+            "machine": machine(),
             "settings": {
                 "chunk_max_tokens": settings.chunk_max_tokens,
                 "chunk_overlap_tokens": settings.chunk_overlap_tokens,

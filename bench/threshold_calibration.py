@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import machine
 from retrieval_policyqa import DATASET
 
 from assist.access import Filters
@@ -34,7 +35,7 @@ from kb.store import KnowledgeStore
 from kbassist_cli import demo_docs_path
 
 DEMO_SET = Path(__file__).resolve().parents[1] / "eval" / "datasets" / "demo.jsonl"
-THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.71, 0.02)]
+THRESHOLDS = [round(float(t), 2) for t in np.arange(0.30, 0.71, 0.02)]
 
 
 def demo_confidences(work: Path) -> tuple[list[float], list[float]]:
@@ -86,6 +87,7 @@ def main() -> None:
         )
     result = {
         "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "demo_questions": {"answerable": len(answerable), "must_refuse": len(refuse)},
         "policyqa_sample": args.sample,
         "chosen": Settings().confidence_threshold,
