@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,15 @@ review_by: 2020-01-01
 | Reminder | 2.50 EUR |
 """,
 }
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests see defaults only: no KBASSIST_* from the developer's shell, no kbassist.toml."""
+    for name in list(os.environ):
+        if name.startswith("KBASSIST_") and name != "KBASSIST_TEST_CHROMA_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("KBASSIST_CONFIG", str(tmp_path / "no-config.toml"))
 
 
 @pytest.fixture
