@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kb.models import AUDIENCES
+
 Role = Literal["customer", "agent", "internal"]
 
 ROLE_AUDIENCES: dict[str, tuple[str, ...]] = {
@@ -46,15 +48,24 @@ class Filters:
         return not (self.doc_id and meta.get("doc_id") != self.doc_id)
 
 
-def scope_where(role: str) -> dict[str, Any]:
-    """The access part of the query alone (used to build a role's lexical index)."""
-    return {"audience": {"$in": list(audiences_for(role))}}
+def scope_where(role: str) -> dict[str, Any] | None:
+    """The access part of the query alone (also used to build a role's lexical index).
+
+    ``None`` for a role that may read every audience: ingest gives every chunk one of the known
+    audiences, so the clause would admit everything, and Chroma's metadata pre-filter costs time
+    in proportion to the chunks it admits (60 ms at 10k chunks, against 5 ms unfiltered).
+    """
+    allowed = audiences_for(role)
+    if set(allowed) == set(AUDIENCES):
+        return None
+    return {"audience": allowed[0]} if len(allowed) == 1 else {"audience": {"$in": list(allowed)}}
 
 
-def where_clause(role: str, filters: Filters | None = None) -> dict[str, Any]:
+def where_clause(role: str, filters: Filters | None = None) -> dict[str, Any] | None:
     """The Chroma ``where`` for a role plus optional filters."""
     filters = filters or Filters()
-    clauses: list[dict[str, Any]] = [scope_where(role)]
+    scope = scope_where(role)
+    clauses: list[dict[str, Any]] = [scope] if scope else []
     if filters.market:
         clauses.append({"market": {"$in": [filters.market.upper(), "ALL"]}})
     if filters.language:
@@ -63,4 +74,6 @@ def where_clause(role: str, filters: Filters | None = None) -> dict[str, Any]:
         clauses.append({"product": {"$in": [filters.product, "all"]}})
     if filters.doc_id:
         clauses.append({"doc_id": filters.doc_id})
+    if not clauses:
+        return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}

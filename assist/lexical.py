@@ -11,7 +11,6 @@ import logging
 import math
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,6 +94,7 @@ class LexicalIndex:
     metadatas: list[dict[str, Any]]
     model: bm25s.BM25 | None
     doc_freq: Counter[str]
+    term_sets: dict[str, frozenset[str]]
     _masks: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -105,7 +105,13 @@ class LexicalIndex:
         if ids:
             model = bm25s.BM25()
             model.index([tokens or ["\u2400"] for tokens in tokenized], show_progress=False)
-        return cls(ids, texts, metadatas, model, doc_freq)
+        term_sets = {i: frozenset(tokens) for i, tokens in zip(ids, tokenized, strict=True)}
+        return cls(ids, texts, metadatas, model, doc_freq, term_sets)
+
+    def terms_of(self, chunk_id: str, text: str, language: str = "en") -> frozenset[str]:
+        """The chunk's terms, from the index when it holds the chunk (no re-tokenising per query)."""
+        cached = self.term_sets.get(chunk_id)
+        return cached if cached is not None else frozenset(terms(text, language))
 
     def _mask(self, filters: Filters) -> np.ndarray:
         """0/1 weights admitting the chunks that pass ``filters``; cached, filters repeat a lot."""
@@ -123,12 +129,12 @@ class LexicalIndex:
         df = self.doc_freq.get(term, 0)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def coverage(self, query_terms: Sequence[str], text: str, language: str = "en") -> float:
+    def coverage(self, query_terms: Sequence[str], text: str, language: str = "en", chunk_id: str = "") -> float:
         """Share of the query's idf mass present in ``text`` (0..1): rare terms count most."""
         wanted = set(query_terms)
         if not wanted:
             return 0.0
-        present = wanted & set(terms(text, language))
+        present = wanted & self.terms_of(chunk_id, text, language)
         total = sum(self.idf(t) for t in wanted)
         return sum(self.idf(t) for t in present) / total if total else 0.0
 
@@ -149,36 +155,18 @@ class LexicalIndex:
 
 
 class LexicalIndexes:
-    """Per-role BM25 indexes over one store, rebuilt when the registry fingerprint changes."""
+    """Per-role BM25 indexes over one store, rebuilt when the store's revision changes."""
 
-    def __init__(self, store: KnowledgeStore, recheck_s: float = 2.0) -> None:
+    def __init__(self, store: KnowledgeStore) -> None:
         self.store = store
-        self.recheck_s = recheck_s
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[str, LexicalIndex]] = {}
-        self._fingerprint_at = (-1e9, "")
-        self._generation = store.generation
-
-    def _fingerprint(self) -> str:
-        """Identity of the registry's content.
-
-        Re-read at once after a write through this process's store, and at most every
-        ``recheck_s`` seconds otherwise (another process may write to a shared server).
-        """
-        checked_at, value = self._fingerprint_at
-        now = time.monotonic()
-        if now - checked_at >= self.recheck_s or self._generation != self.store.generation:
-            self._generation = self.store.generation
-            docs = self.store.documents()
-            value = "|".join(f"{d.doc_id}:{d.sha256}:{d.chunk_count}" for d in docs)
-            self._fingerprint_at = (now, value)
-        return value
 
     def for_role(self, role: str) -> LexicalIndex:
-        fingerprint = self._fingerprint()
+        revision = self.store.revision()
         with self._lock:
             cached = self._cache.get(role)
-            if cached and cached[0] == fingerprint:
+            if cached and cached[0] == revision:
                 return cached[1]
             got = self.store.chunks.get(where=scope_where(role), include=["documents", "metadatas"])
             index = LexicalIndex.build(
@@ -186,5 +174,5 @@ class LexicalIndexes:
                 [d or "" for d in got["documents"] or []],
                 [dict(m or {}) for m in got["metadatas"] or []],
             )
-            self._cache[role] = (fingerprint, index)
+            self._cache[role] = (revision, index)
             return index

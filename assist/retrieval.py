@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from assist.access import Filters, where_clause
-from assist.lexical import LexicalIndexes, detect_language, terms
+from assist.lexical import LexicalIndex, LexicalIndexes, detect_language, terms
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
@@ -125,22 +125,22 @@ class HybridRetriever:
         words = terms(query, language)
         top_fused = max(p.fused for p in pool.values())
         for p in pool.values():
-            p.coverage = index.coverage(words, p.text, language)
+            p.coverage = index.coverage(words, p.text, language, p.chunk_id)
             p.score = p.fused / top_fused
             if rerank if rerank is not None else self.settings.rerank:
                 p.score = W_FUSED * p.score + W_COVERAGE * p.coverage + W_DENSE * p.dense
         ranked = sorted(pool.values(), key=lambda p: (-p.score, p.chunk_id))
-        passages = _drop_near_duplicates(ranked, k)
+        passages = _drop_near_duplicates(ranked, k, index)
         latency = (time.perf_counter() - started) * 1000
         return Retrieval(query, role, filters, passages, confidence_from(passages), where, latency, timings)
 
 
-def _drop_near_duplicates(ranked: list[Passage], k: int) -> list[Passage]:
+def _drop_near_duplicates(ranked: list[Passage], k: int, index: LexicalIndex) -> list[Passage]:
     """Keep the best of passages whose term sets overlap by ``DUPLICATE_JACCARD`` or more."""
     kept: list[Passage] = []
-    kept_terms: list[set[str]] = []
+    kept_terms: list[frozenset[str]] = []
     for passage in ranked:
-        words = set(terms(passage.body, str(passage.metadata.get("language", "en"))))
+        words = index.terms_of(passage.chunk_id, passage.body, str(passage.metadata.get("language", "en")))
         if any(words and len(words & other) / len(words | other) >= DUPLICATE_JACCARD for other in kept_terms):
             continue
         kept.append(passage)

@@ -13,6 +13,7 @@ redoes the document; step 2 reads the store, not the registry, so no orphan surv
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -87,8 +88,6 @@ class KnowledgeStore:
             settings.collection + _REGISTRY_SUFFIX, embedding_function=None, configuration={"hnsw": {"space": "l2"}}
         )
         self._max_batch = max(1, min(self.client.get_max_batch_size(), 2048))
-        # Bumped on every write through this object, so in-process caches can tell they are stale.
-        self.generation = 0
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -102,6 +101,18 @@ class KnowledgeStore:
         got = self.registry.get(ids=[doc_id], include=["metadatas"])
         metas = got["metadatas"] or []
         return DocumentRecord.from_metadata(dict(metas[0] or {})) if metas else None
+
+    def revision(self) -> str:
+        """A token that changes with every write to this knowledge base, from any process.
+
+        Cheap to read (collection metadata), so caches built from the chunks (the BM25 index)
+        can check it on every query.
+        """
+        meta = self.client.get_collection(self.registry.name).metadata or {}
+        return str(meta.get("revision", ""))
+
+    def _bump_revision(self) -> None:
+        self.registry.modify(metadata={"revision": uuid.uuid4().hex})
 
     # -- chunks -------------------------------------------------------------------------------
 
@@ -128,7 +139,7 @@ class KnowledgeStore:
         self._delete_chunks(stale)
         record.chunk_count = len(chunks)
         self.registry.upsert(ids=[record.doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
-        self.generation += 1
+        self._bump_revision()
         log.info("stored doc_id=%s chunks=%d removed_stale=%d", record.doc_id, len(chunks), len(stale))
 
     def delete_document(self, doc_id: str) -> int:
@@ -136,7 +147,7 @@ class KnowledgeStore:
         ids = self.chunk_ids(doc_id)
         self._delete_chunks(ids)
         self.registry.delete(ids=[doc_id])
-        self.generation += 1
+        self._bump_revision()
         log.info("deleted doc_id=%s chunks=%d", doc_id, len(ids))
         return len(ids)
 

@@ -143,7 +143,9 @@ def test_internal_reader_gets_internal_answer(assistant: Assistant) -> None:
 
 
 def test_access_is_in_the_store_query() -> None:
-    assert where_clause("customer") == {"audience": {"$in": ["customer"]}}
+    assert where_clause("customer") == {"audience": "customer"}
+    assert where_clause("internal") is None
+    assert where_clause("internal", Filters(doc_id="x")) == {"doc_id": "x"}
     assert where_clause("agent", Filters(market="se")) == {
         "$and": [{"audience": {"$in": ["customer", "agent"]}}, {"market": {"$in": ["SE", "ALL"]}}]
     }
