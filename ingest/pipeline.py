@@ -123,6 +123,7 @@ def ingest(
         texts = [c.text for _, chunks in pending for c in chunks]
         vectors = store.embedder.embed(texts)
         offset = 0
+        items = []
         for doc, chunks in pending:
             record = DocumentRecord(
                 doc_id=doc.doc_id,
@@ -133,8 +134,10 @@ def ingest(
                 format=doc.format,
                 **{k: v for k, v in doc.metadata.items() if k in DocumentRecord.__dataclass_fields__},
             )
-            store.replace_document(record, chunks, vectors[offset : offset + len(chunks)])
+            items.append((record, chunks, vectors[offset : offset + len(chunks)]))
             offset += len(chunks)
+        store.replace_documents(items)
+        for doc, chunks in pending:
             report.chunks_written += len(chunks)
             (report.updated if doc.doc_id in known else report.added).append(doc.doc_id)
         pending.clear()

@@ -123,8 +123,21 @@ class KnowledgeStore:
     def chunk_count(self) -> int:
         return self.chunks.count()
 
+    def replace_documents(self, items: Sequence[tuple[DocumentRecord, Sequence[Chunk], np.ndarray]]) -> None:
+        """Make the store hold exactly the given chunks for each document, then register it.
+
+        Documents are written one after the other in the crash-safe order (module docstring);
+        the revision token changes once for the whole group.
+        """
+        for record, chunks, embeddings in items:
+            self._write_document(record, chunks, embeddings)
+        if items:
+            self._bump_revision()
+
     def replace_document(self, record: DocumentRecord, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
-        """Make the store hold exactly ``chunks`` for this document, then register it."""
+        self.replace_documents([(record, chunks, embeddings)])
+
+    def _write_document(self, record: DocumentRecord, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
         if len(chunks) != len(embeddings):
             raise ValueError("one embedding per chunk is required")
         for start in range(0, len(chunks), self._max_batch):
@@ -139,7 +152,6 @@ class KnowledgeStore:
         self._delete_chunks(stale)
         record.chunk_count = len(chunks)
         self.registry.upsert(ids=[record.doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
-        self._bump_revision()
         log.info("stored doc_id=%s chunks=%d removed_stale=%d", record.doc_id, len(chunks), len(stale))
 
     def delete_document(self, doc_id: str) -> int:
