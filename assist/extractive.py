@@ -114,15 +114,14 @@ class ExtractiveGenerator:
             return Draft()
         best = max(relevant, key=lambda s: s.score)
         draft = Draft()
-        procedure = [s for s in segments if s.kind == "step" and s.passage == best.passage and s.block == best.block]
-        wants_steps = role != "customer" or bool(_PROCEDURAL.search(question))
-        if best.kind != "step" and wants_steps:
+        procedure: list[Segment] = []
+        if best.kind == "step":
+            procedure = [s for s in segments if s.kind == "step" and s.passage == best.passage and s.block == best.block]
+        elif role != "customer" or _PROCEDURAL.search(question):
             candidate = self._best_procedure(segments, best)
             if candidate and max(s.score for s in candidate) >= RELATIVE_CUTOFF * best.score:
                 procedure = candidate
-            else:
-                wants_steps = False
-        if best.kind == "step" or wants_steps:
+        if procedure:
             intro = [
                 s
                 for s in segments
@@ -144,12 +143,12 @@ class ExtractiveGenerator:
 
     @staticmethod
     def _best_procedure(segments: list[Segment], best: Segment) -> list[Segment]:
-        """The steps of the procedure in the best passage (or the first one that has one)."""
+        """The most relevant procedure of the best passage (or of the first passage that has one)."""
         for passage in sorted({s.passage for s in segments}, key=lambda i: (i != best.passage, i)):
             steps = [s for s in segments if s.kind == "step" and s.passage == passage]
             if steps:
-                first_block = max({s.block for s in steps}, key=lambda b: sum(x.score for x in steps if x.block == b))
-                return [s for s in steps if s.block == first_block]
+                block = max({s.block for s in steps}, key=lambda b: sum(x.score for x in steps if x.block == b))
+                return [s for s in steps if s.block == block]
         return []
 
     def generate(
