@@ -117,9 +117,15 @@ class ExtractiveGenerator:
         procedure: list[Segment] = []
         if best.kind == "step":
             procedure = [s for s in segments if s.kind == "step" and s.passage == best.passage and s.block == best.block]
-        elif role != "customer" or _PROCEDURAL.search(question):
+        elif _PROCEDURAL.search(question) or role != "customer":
+            # Agents get the procedure around the best match; a procedure elsewhere only when asked "how".
             candidate = self._best_procedure(segments, best)
-            if candidate and max(s.score for s in candidate) >= RELATIVE_CUTOFF * best.score:
+            asked_how = bool(_PROCEDURAL.search(question))
+            if (
+                candidate
+                and (asked_how or candidate[0].passage == best.passage)
+                and max(s.score for s in candidate) >= RELATIVE_CUTOFF * best.score
+            ):
                 procedure = candidate
         if procedure:
             intro = [

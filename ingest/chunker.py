@@ -191,9 +191,10 @@ def chunk_text(
         section = PATH_SEPARATOR.join(path) or title
         prefix = section + "\n\n"
         budget = spec.max_tokens - count_tokens(prefix)
-        if budget < 16:  # a heading path longer than the bound: keep its tail only
-            section = section[-200:]
-            prefix = section + "\n\n"
+        if budget < spec.max_tokens // 2:  # a heading path eating the bound: keep only its tail
+            while section and count_tokens(section + "\n\n") > spec.max_tokens // 2:
+                section = section[max(1, len(section) // 8) :]
+            prefix = section + "\n\n" if section else ""
             budget = spec.max_tokens - count_tokens(prefix)
         pieces = [
             Unit(u.path, u.kind, piece, u.table_header) for u in units for piece in _split_oversized(u.text, budget)

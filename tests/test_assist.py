@@ -229,3 +229,8 @@ def test_new_documents_are_searchable_at_once(tmp_path: Path) -> None:
     ingest([docs], store)
     index = assistant.retriever.lexical.for_role("customer")
     assert {m["doc_id"] for m in index.metadatas} == {"returns-se", "newsletter"}
+
+
+def test_agent_factual_question_gets_the_fact_not_an_unrelated_procedure(assistant: Assistant) -> None:
+    answer = assistant.ask("How many days does a customer in Sweden have to return an item?", role="agent", market="SE")
+    assert not answer.refused and "30 days" in answer.text and not answer.steps

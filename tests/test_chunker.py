@@ -74,3 +74,11 @@ def test_ids_are_deterministic_and_content_sensitive() -> None:
 def test_units_follow_heading_nesting() -> None:
     units = parse_units("# A\n\ntext a\n\n## B\n\ntext b\n\n### C\n\ntext c\n\n## D\n\ntext d")
     assert [u.path for u in units] == [("A",), ("A", "B"), ("A", "B", "C"), ("A", "D")]
+
+
+def test_heading_path_longer_than_the_bound() -> None:
+    text = "# " + "Ï0Ø𐀀 " * 40 + "\n## Sub\n\nBody text here."
+    spec = ChunkSpec(max_tokens=48, overlap_tokens=8)
+    chunks = chunk_text("d", text, "T", spec)
+    assert chunks and all(count_tokens(c.text) <= 48 for c in chunks)
+    assert "Body text here." in chunks[-1].text and chunks[-1].text.split("\n\n")[0].endswith("Sub")
