@@ -1,0 +1,47 @@
+"""kbassist web app: agent assist, customer chat and the knowledge-base owner's workspace.
+
+Run with ``streamlit run app_streamlit.py``. This file only lays out the page and routes to a
+workspace; every decision (answer or refuse, what a role may read) is made in ``assist`` and
+everything stored goes through ``kb.interactions``. ``?workspace=customer`` opens a workspace
+directly; ``KBASSIST_APP_WORKSPACES`` limits which ones a deployment shows.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kb.interactions import SchemaTooNew
+from kb.store import StoreUnavailable
+from webui import agent, customer, owner
+from webui.services import WORKSPACES, Services, get_services
+
+PAGES = {"agent": agent.render, "customer": customer.render, "owner": owner.render}
+
+
+def _services() -> Services:
+    try:
+        return get_services()
+    except (StoreUnavailable, SchemaTooNew, ValueError) as exc:
+        st.error(f"The knowledge base cannot be opened: {exc}")
+        st.stop()
+        raise  # unreachable: st.stop() ends the run
+
+
+def main() -> None:
+    st.set_page_config(page_title="kbassist", page_icon=":material/menu_book:", layout="wide")
+    services = _services()
+    available = services.workspaces
+    requested = st.query_params.get("workspace")
+    if "workspace" not in st.session_state:
+        st.session_state["workspace"] = requested if requested in available else available[0]
+    if len(available) > 1:
+        with st.sidebar:
+            st.radio("Workspace", available, format_func=WORKSPACES.__getitem__, key="workspace")
+    workspace = st.session_state["workspace"] if st.session_state["workspace"] in available else available[0]
+    if st.query_params.get("workspace") != workspace:
+        st.query_params["workspace"] = workspace
+    PAGES[workspace](services)
+
+
+if __name__ == "__main__":
+    main()

@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     llm_max_answer_tokens: int = Field(default=500, ge=16)
     llm_timeout_s: float = Field(default=60.0, gt=0)
 
+    # The web app: what it stores and which workspaces a deployment exposes.
+    interactions_db: Path | None = Field(
+        default=None, description="SQLite file for conversations, feedback and hand-offs (default data_dir/interactions.sqlite)."
+    )
+    app_workspaces: str = Field(
+        default="agent,customer,owner",
+        description="Comma-separated workspaces the web app shows; a customer-facing deployment sets 'customer'.",
+    )
+    handoff_next_steps: str = Field(
+        default=(
+            "A member of our support team will contact you. They can see this conversation, "
+            "so you won't need to repeat yourself."
+        ),
+        description="What a customer is told after asking for a person (your real contact promise goes here).",
+    )
+
     @field_validator("chroma_url", "llm_base_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -106,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def interactions_path(self) -> Path:
+        return self.interactions_db or self.data_dir / "interactions.sqlite"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,0 +1,281 @@
+"""The Streamlit app, driven through Streamlit's AppTest against a real, small ingested KB.
+
+Every test gets fresh cached resources (``st.cache_resource`` is process-wide) and its own
+interaction database; the ingested knowledge base is shared by the module to keep it fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ingest.pipeline import ingest
+from kb.interactions import InteractionLog
+from kb.settings import Settings
+from kb.store import KnowledgeStore
+from tests.support.app_kb import write_kb
+from webui import evaluation
+
+APP = str(Path(__file__).resolve().parents[1] / "app_streamlit.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def kb_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("app-kb")
+    data = root / "data"
+    report = ingest([write_kb(root / "docs")], KnowledgeStore(Settings(data_dir=data)))
+    assert report.ok and len(report.added) == 4
+    return data
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "interactions.sqlite"
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, kb_data_dir: Path, db: Path) -> AppTest:
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(kb_data_dir))
+    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    yield at
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _open(at: AppTest, workspace: str) -> AppTest:
+    at.query_params["workspace"] = workspace
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# -- agent assist ---------------------------------------------------------------------------------
+
+
+def _agent_ask(at: AppTest, question: str) -> AppTest:
+    at.text_input(key="agent_question").input(question)
+    at.button(key="FormSubmitter:agent_ask-Ask").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest, db: Path) -> None:
+    at = _agent_ask(_open(app, "agent"), "Customer wants to dispute a purchase, what is the procedure?")
+    text = _markdown(at)
+    assert "Pause the invoice for 21 days" in text and "[1]" in text
+    labels = [e.label for e in at.expander]
+    assert any(label.startswith("[1] Handling a dispute — Procedure · v2 · review by 2020-01-01") for label in labels)
+    assert any("Open the dispute case" in m.value for e in at.expander for m in e.markdown)
+    assert any("Document `disputes`" in c.value for c in at.caption)
+    # The suggested reply quotes customer-facing documents only, in a copyable code block.
+    for block in at.code:
+        assert "Pause the invoice" not in block.value
+
+    at.text_input(key="agent_comment_1").input("Used it, card 4111 1111 1111 1111 was mentioned")
+    at.button(key="agent_rate_used_1").click().run()
+    assert any("Feedback recorded: Used in my reply" in c.value for c in at.caption)
+    summary = InteractionLog(db).feedback_summary()
+    assert summary.counts == {"used": 1}
+    assert summary.comments[0][1] == "Used it, card [card] was mentioned"
+
+
+def test_agent_market_filter_narrows_sources_and_the_suggested_reply(app: AppTest) -> None:
+    at = _open(app, "agent")
+    at.selectbox(key="agent_market").select("DE").run()
+    at = _agent_ask(at, "How many days does the customer have to return an item?")
+    assert all("Returns in Sweden" not in e.label for e in at.expander)
+    (reply,) = at.code  # the copyable reply for the customer, quoted from the German article
+    assert "statutory withdrawal right" in reply.value and "30 days" not in reply.value
+
+    at.selectbox(key="agent_market").select("SE").run()
+    at = _agent_ask(at, "How many days does the customer have to return an item?")
+    assert "30 days of delivery" in at.code[0].value and "withdrawal" not in at.code[0].value
+
+
+def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: Path) -> None:
+    at = _open(app, "agent")
+    _agent_ask(at, "Customer wants to dispute a purchase, what is the procedure?")
+    at = _agent_ask(at, "and how long does the store have?")
+    assert "14 days to reply" in _markdown(at)
+    assert any(e.label == "Customer wants to dispute a purchase, what is the procedure?" for e in at.expander)
+    logged = InteractionLog(db).logged_questions()
+    assert len(logged) == 2 and logged[0].conversation_id == logged[1].conversation_id
+    assert logged[1].search_query.startswith("Customer wants to dispute a purchase")  # searched with the earlier turn
+
+    at.button(key="agent_new_contact").click().run()
+    assert "14 days to reply" not in _markdown(at)
+
+
+def test_agent_is_told_when_no_policy_covers_it(app: AppTest) -> None:
+    at = _agent_ask(_open(app, "agent"), "Can the customer pay the invoice in bitcoin on Mars?")
+    assert any("No policy in the knowledge base covers this question" in w.value for w in at.warning)
+
+
+# -- customer chat ------------------------------------------------------------------------------
+
+
+def _chat(at: AppTest, text: str) -> AppTest:
+    at.chat_input(key="customer_input").set_value(text).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_customer_gets_an_answer_with_readable_sources(app: AppTest) -> None:
+    at = _open(app, "customer")
+    at.selectbox(key="customer_market").select("SE").run()
+    at = _chat(at, "How long do I have to return an item?")
+    user, assistant = at.chat_message[-2], at.chat_message[-1]
+    assert user.name == "user" and user.markdown[0].value == "How long do I have to return an item?"
+    assert assistant.name == "assistant" and "30 days" in assistant.markdown[0].value
+    assert any(e.label.startswith("1. Returns in Sweden — Return window") for e in at.expander)
+    assert at.button(key="customer_handoff").label == "Talk to a person"
+
+
+def test_customer_cannot_read_agent_or_internal_documents(app: AppTest) -> None:
+    at = _chat(_open(app, "customer"), "What order amount from a new device is held for manual fraud review?")
+    answer = at.chat_message[-1]
+    assert "12000" not in answer.markdown[0].value
+    assert all("Fraud review" not in e.label and "Handling a dispute" not in e.label for e in at.expander)
+
+
+def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTest, db: Path) -> None:
+    at = _open(app, "customer")
+    at.selectbox(key="customer_market").select("SE").run()
+    _chat(at, "How long do I have to return an item?")
+    at = _chat(at, "Can I pay with bitcoin on Mars? Mail me at jo@example.com")
+    assert "talk to a person" in at.chat_message[-1].markdown[0].value
+    button = at.button(key="customer_handoff")
+    assert button.label == "Yes, talk to a person"
+
+    button.click().run()
+    assert not at.exception, at.exception
+    (handoff,) = InteractionLog(db).handoffs()
+    assert any(f"reference **H-{handoff.id}**" in s.value and "contact you" in s.value for s in at.success)
+    assert handoff.reason == "low retrieval confidence" and handoff.market == "SE"
+    assert handoff.question == "Can I pay with bitcoin on Mars? Mail me at [email]"
+    assert [t["role"] for t in handoff.transcript] == ["user", "assistant", "user", "assistant"]
+    assert handoff.searched["role"] == "customer" and "query" in handoff.searched
+    assert at.chat_input(key="customer_input").disabled  # the conversation now belongs to a person
+
+
+def test_customer_can_ask_for_a_person_after_an_answer(app: AppTest, db: Path) -> None:
+    at = _chat(_open(app, "customer"), "How long do I have to return an item in Sweden?")
+    at.button(key="customer_handoff").click().run()
+    (handoff,) = InteractionLog(db).handoffs()
+    assert handoff.reason == "customer asked for a person"
+    assert handoff.searched["documents"] == ["returns-se"]
+    (day,) = InteractionLog(db).deflection_by_day()
+    assert (day.answered, day.deflected, day.false_deflections) == (1, 0, 1)
+
+
+def test_customer_only_deployment_hides_the_other_workspaces(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBASSIST_APP_WORKSPACES", "customer")
+    at = _open(app, "owner")  # asking for another workspace by URL does not open it
+    assert not at.radio and at.title[0].value == "Help centre chat"
+
+
+# -- knowledge-base owner -----------------------------------------------------------------------
+
+
+def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, db: Path) -> None:
+    log = InteractionLog(db)
+    conversation = log.start_conversation("customer", "SE")
+    for refused, text in (
+        (True, "Can I pay with bitcoin?"),
+        (True, "can I pay with Bitcoin"),
+        (False, "Return window?"),
+    ):
+        qid = log.log_question(
+            conversation, role="customer", market="SE", question=text, search_query=text, answer="a",
+            refused=refused, confidence=0.5, doc_ids=[], latency_ms=1.0, generator="extractive",
+        )  # fmt: skip
+    log.add_feedback(qid, "helpful")
+    at = _open(app, "owner")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Documents"] == "4" and metrics["Past review date"] == "1"
+    assert metrics["Helpful rate"] == "100%" and metrics["Deflection"] == "33%" and metrics["False deflection"] == "0%"
+    frames = [df.value for df in at.dataframe]
+    assert any("disputes" in set(f.get("id", [])) and "Disputes team" in set(f.get("owner", [])) for f in frames)
+    unanswered = next(f for f in frames if "times asked" in f.columns)
+    assert unanswered.iloc[0]["times asked"] == 2
+
+
+def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Path) -> None:
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    st.cache_resource.clear()
+    folder = tmp_path / "new-docs"
+    folder.mkdir()
+    (folder / "fees.md").write_text(
+        "---\ntitle: Late fees\naudience: customer\n---\n# Late fees\n\nA reminder costs 2.50 EUR.\n"
+    )
+    (folder / "empty.md").write_text("")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = _open(at, "owner")
+    assert any("No documents yet" in i.value for i in at.info)
+    at.text_input(key="owner_folder").input(str(folder)).run()
+    at.button(key="owner_ingest_folder").click().run()
+    assert not at.exception, at.exception
+    assert any("1 added" in w.value and "1 failed" in w.value for w in at.warning)
+    errors = next(df.value for df in at.dataframe if "problem" in df.value.columns)
+    assert list(errors["file"]) == ["empty.md"] and errors["problem"][0]
+    assert {m.label: m.value for m in at.metric}["Documents"] == "1"
+    st.cache_resource.clear()
+
+
+def test_owner_uploads_are_saved_safely(tmp_path: Path) -> None:
+    from webui.owner import save_uploads
+
+    saved = save_uploads(
+        tmp_path / "uploads",
+        [
+            ("../../evil.md", b"# x"),
+            ("guide.pdf", b"%PDF"),
+            ("guide.pdf.meta.yaml", b"audience: customer"),
+            (".hidden", b""),
+        ],
+    )
+    assert saved == [tmp_path / "uploads" / "evil.md", tmp_path / "uploads" / "guide.pdf"]
+    assert (tmp_path / "uploads" / "guide.pdf.meta.yaml").read_bytes() == b"audience: customer"
+    assert not (tmp_path / "evil.md").exists()
+
+
+def test_owner_without_the_eval_harness_says_so(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluation, "cli_commands", lambda: {"ingest", "ask", "kb"})
+    at = _open(app, "owner")
+    infos = " ".join(i.value for i in at.info)
+    assert "Evaluation is not available" in infos and "coverage-gap report is not available" in infos
+    assert not [b for b in at.button if b.key == "owner_eval_run"]
+
+
+def test_owner_views_an_eval_run_and_a_gap_report(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    run = runs / "20260101-000000-demo"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"overall": {"hit@5": 0.91, "f1": 0.62}, "dataset": "demo"}))
+    (run / "report.html").write_text("<html><body><svg id='chart'></svg>Report</body></html>")
+    (runs / "gaps.json").write_text(
+        json.dumps({"clusters": [{"name": "crypto payments", "count": 7}], "stale": ["fees"]})
+    )
+    monkeypatch.setattr(evaluation, "runs_dir", lambda settings: runs)
+    monkeypatch.setattr(evaluation, "cli_commands", lambda: {"eval", "gaps"})
+    at = _open(app, "owner")
+    assert at.button(key="owner_eval_run").label == "Run evaluation"
+    metrics = next(df.value for df in at.dataframe if "metric" in df.value.columns)
+    assert dict(zip(metrics["metric"], metrics["value"], strict=True)) == {"overall.hit@5": 0.91, "overall.f1": 0.62}
+    clusters = next(df.value for df in at.dataframe if "name" in df.value.columns)
+    assert clusters.iloc[0]["name"] == "crypto payments" and clusters.iloc[0]["count"] == 7

@@ -1,0 +1,1 @@
+"""The Streamlit web app's pages: a thin shell over ingest, kb, assist and eval."""

@@ -1,0 +1,144 @@
+"""Agent assist: ask during a live contact, read the cited policy, copy a reply, rate the answer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from assist.access import Filters
+from assist.service import QuestionError
+from webui.asking import Exchange, ask_and_log
+from webui.common import answer_caption, render_citations
+from webui.services import Services
+
+RATING_BUTTONS = (
+    ("helpful", "Helpful", ":material/thumb_up:"),
+    ("not_helpful", "Not helpful", ":material/thumb_down:"),
+    ("used", "Used in my reply", ":material/reply:"),
+)
+ANY = "Any"
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def facets(revision: str, _services: Services) -> tuple[list[str], list[str]]:
+    """Markets and products present in the knowledge base (recomputed when it changes)."""
+    docs = _services.store.documents()
+    markets = sorted({d.market.upper() for d in docs if d.market and d.market.upper() != "ALL"})
+    products = sorted({d.product for d in docs if d.product and d.product != "all"})
+    return markets, products
+
+
+def _new_contact() -> None:
+    st.session_state.pop("agent_conversation", None)
+    st.session_state["agent_history"] = []
+
+
+def render(services: Services) -> None:
+    st.title("Agent assist")
+    st.caption("Answers from the policies and procedures in the knowledge base, with the exact passage cited.")
+    history: list[Exchange] = st.session_state.setdefault("agent_history", [])
+    markets, products = facets(services.store.revision(), services)
+
+    with st.sidebar:
+        st.subheader("Filters")
+        market = st.selectbox("Market", [ANY, *markets], key="agent_market")
+        product = st.selectbox("Product", [ANY, *products], key="agent_product")
+        st.button("New contact", on_click=_new_contact, icon=":material/restart_alt:", key="agent_new_contact")
+
+    chosen_market = None if market == ANY else market
+    filters = Filters(market=chosen_market, product=None if product == ANY else product)
+
+    with st.form("agent_ask", clear_on_submit=True, border=False):
+        label = "Follow-up question" if history else "What does the customer need?"
+        question = st.text_input(
+            label, key="agent_question", placeholder="e.g. Customer disputes a purchase from last week"
+        )
+        asked = st.form_submit_button("Ask", type="primary", icon=":material/search:")
+
+    if asked and question.strip():
+        conversation = st.session_state.get("agent_conversation")
+        if conversation is None:
+            conversation = services.interactions.start_conversation("agent", chosen_market)
+            st.session_state["agent_conversation"] = conversation
+        try:
+            with st.spinner("Searching the knowledge base…"):
+                exchange = ask_and_log(
+                    services,
+                    conversation,
+                    question,
+                    role="agent",
+                    market=chosen_market,
+                    history=history,
+                    filters=filters,
+                )
+        except QuestionError as exc:
+            st.error(f"That question can't be searched: {exc}.")
+        else:
+            history.append(exchange)
+
+    if not history:
+        if not services.store.documents():
+            st.info(
+                "The knowledge base is empty. A knowledge-base owner can add documents in the Knowledge base workspace."
+            )
+        return
+
+    latest = history[-1]
+    _render_exchange(services, latest, latest=True)
+    if len(history) > 1:
+        st.divider()
+        st.markdown("**Earlier in this contact**")
+        for exchange in reversed(history[:-1]):
+            with st.expander(exchange.answer.question):
+                _render_exchange(services, exchange, latest=False)
+
+
+def _render_exchange(services: Services, exchange: Exchange, latest: bool) -> None:
+    answer = exchange.answer
+    if latest:
+        st.subheader(answer.question)
+    if answer.refused:
+        st.warning(answer.text, icon=":material/help:")
+    else:
+        st.markdown(answer.text)
+    for flag in answer.flags:
+        st.caption(f":material/info: {flag}")
+    if answer.steps and not _steps_in_text(answer.steps, answer.text):
+        st.markdown("**Procedure**")
+        st.markdown("\n".join(_numbered(i, step) for i, step in enumerate(answer.steps, 1)))
+    if answer.citations:
+        st.markdown("**Sources** — open one to read the exact passage")
+        render_citations(answer.citations, key=f"agent-{exchange.question_id}")
+    if answer.suggested_reply:
+        st.markdown("**Suggested reply to the customer** (copy with the icon at its top right)")
+        st.code(answer.suggested_reply, language=None, wrap_lines=True)
+    st.caption(answer_caption(answer))
+    _feedback(services, exchange)
+
+
+def _steps_in_text(steps: list[str], text: str) -> bool:
+    """The extractive answer to a procedure question is the steps themselves: don't show them twice."""
+    return all(step.strip()[:60] in text for step in steps)
+
+
+def _numbered(index: int, step: str) -> str:
+    """Steps already carry their own numbers ("1. Verify..."); don't number them twice."""
+    text = step.strip()
+    return text if text[:1].isdigit() else f"{index}. {text}"
+
+
+def _feedback(services: Services, exchange: Exchange) -> None:
+    qid = exchange.question_id
+    with st.form(f"agent_feedback_{qid}", clear_on_submit=True):
+        comment = st.text_input("Comment (optional)", key=f"agent_comment_{qid}")
+        columns = st.columns(len(RATING_BUTTONS))
+        pressed = None
+        for column, (rating, label, icon) in zip(columns, RATING_BUTTONS, strict=True):
+            with column:
+                if st.form_submit_button(label, icon=icon, key=f"agent_rate_{rating}_{qid}", width="stretch"):
+                    pressed = rating
+    if pressed:
+        services.interactions.add_feedback(qid, pressed, comment)  # type: ignore[arg-type]
+        exchange.ratings.append(pressed)
+    if exchange.ratings:
+        names = {r: label for r, label, _ in RATING_BUTTONS}
+        st.caption("Feedback recorded: " + ", ".join(names[r] for r in exchange.ratings) + ". Thank you.")

@@ -1,0 +1,64 @@
+"""Rendering shared by the workspaces: citations, passages and answer metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+from assist.answer import Answer, Citation
+
+
+def citation_label(citation: Citation) -> str:
+    """``[1] Title — Section · v3.1 · review by 2027-03-31``: enough to find the passage again."""
+    section = _section(citation)
+    parts = [f"[{citation.number}] {citation.title}" + (f" — {section}" if section else "")]
+    if citation.version:
+        parts.append(f"v{citation.version}")
+    if citation.review_by:
+        parts.append(f"review by {citation.review_by}")
+    return " · ".join(parts)
+
+
+def _section(citation: Citation) -> str:
+    """The heading path without the repeated document title at its start."""
+    path = [p.strip() for p in citation.section.split(">") if p.strip()]
+    title = citation.title.strip().lower()
+    if len(path) > 1 and title.startswith(path[0].lower()):
+        path = path[1:]
+    return " › ".join(path)
+
+
+def render_citations(citations: Sequence[Citation], key: str, expanded_first: bool = False) -> None:
+    """Each citation as an expander holding the exact passage and where it comes from."""
+    for citation in citations:
+        with st.expander(citation_label(citation), expanded=expanded_first and citation.number == 1):
+            st.caption(
+                f"Document `{citation.doc_id}` · section: {_section(citation) or citation.title} · "
+                f"version {citation.version or '—'} · review by {citation.review_by or '—'}"
+            )
+            st.markdown(_quote(citation.passage))
+
+
+def render_sources_for_customer(citations: Sequence[Citation]) -> None:
+    """Sources as a readable list of help articles; each opens to the text the answer relied on."""
+    if not citations:
+        return
+    st.markdown("**Sources**")
+    for citation in citations:
+        section = _section(citation)
+        with st.expander(f"{citation.number}. {citation.title}" + (f" — {section}" if section else "")):
+            st.markdown(_quote(citation.passage))
+
+
+def answer_caption(answer: Answer) -> str:
+    """One line of facts about how the answer was produced, for agents and KB owners."""
+    bits = [f"confidence {answer.confidence:.2f}", f"{answer.latency_ms:.0f} ms"]
+    if answer.search_query != answer.question:
+        bits.append(f"searched: “{answer.search_query}”")
+    return " · ".join(bits)
+
+
+def _quote(text: str) -> str:
+    """Markdown blockquote, so a passage's own headings and lists do not restyle the page."""
+    return "\n".join("> " + line if line.strip() else ">" for line in text.strip().splitlines())

@@ -1,0 +1,310 @@
+"""Knowledge-base owner: add documents, see what is in the KB and what is stale, measure quality,
+find coverage gaps, and read what agents and customers made of the answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import streamlit.components.v1 as components
+
+from ingest.loaders import READERS, SIDECAR_SUFFIX
+from ingest.pipeline import IngestReport, ingest
+from webui import evaluation
+from webui.services import Services
+
+UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in READERS} | {"yaml"})
+
+
+def save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
+    """Write uploaded files into ``folder``; returns the documents to ingest (sidecars travel along).
+
+    Only the base name of an upload is used, so a crafted name cannot write outside the folder.
+    A re-upload of the same name replaces the earlier file, which ingest then sees as an update.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    documents = []
+    for name, data in files:
+        safe = Path(name).name
+        if not safe or safe.startswith("."):
+            continue
+        target = folder / safe
+        target.write_bytes(data)
+        if not safe.endswith(SIDECAR_SUFFIX):
+            documents.append(target)
+    return documents
+
+
+def render(services: Services) -> None:
+    st.title("Knowledge base")
+    documents, quality, gaps, feedback = st.tabs(["Documents", "Evaluation", "Coverage gaps", "Feedback & deflection"])
+    with documents:
+        _ingest_section(services)
+        _stats_section(services)
+    with quality:
+        _evaluation_section(services)
+    with gaps:
+        _gaps_section(services)
+    with feedback:
+        _feedback_section(services)
+
+
+# -- documents --------------------------------------------------------------------------------
+
+
+def _run_ingest(services: Services, paths: list[Path], prune: bool | None) -> IngestReport:
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(done: int, total: int, name: str) -> None:
+        bar.progress(done / max(total, 1), text=f"{done} of {total} · {name}")
+
+    report = ingest(paths, services.store, prune=prune, progress=progress)
+    bar.progress(1.0, text="Done")
+    st.session_state["owner_ingest_report"] = report
+    return report
+
+
+def _ingest_section(services: Services) -> None:
+    st.subheader("Add or update documents")
+    st.caption(
+        "Markdown, text, HTML, PDF and Word. Metadata (audience, market, review date…) comes from front matter or a "
+        f"`<file>{SIDECAR_SUFFIX}` sidecar; a document without an audience is internal only."
+    )
+    upload, folder = st.columns(2)
+    with upload:
+        files = st.file_uploader("Upload files", type=UPLOAD_TYPES, accept_multiple_files=True, key="owner_upload")
+        if st.button("Ingest uploaded files", disabled=not files, key="owner_ingest_upload"):
+            saved = save_uploads(services.settings.data_dir / "uploads", [(f.name, f.getvalue()) for f in files or []])
+            _run_ingest(services, saved, prune=False)
+    with folder:
+        path = st.text_input("Or a folder on the server", key="owner_folder", placeholder="/srv/policies")
+        prune = st.checkbox("Remove documents deleted from this folder", value=True, key="owner_prune")
+        if st.button("Ingest folder", disabled=not path.strip(), key="owner_ingest_folder"):
+            target = Path(path.strip()).expanduser()
+            if not target.is_dir():
+                st.error(f"No folder at {target}.")
+            else:
+                _run_ingest(services, [target], prune=prune)
+
+    report: IngestReport | None = st.session_state.get("owner_ingest_report")
+    if report is not None:
+        (st.success if report.ok else st.warning)(report.summary())
+        if report.errors:
+            st.dataframe(
+                pd.DataFrame([{"file": e.path.name, "problem": e.reason, "path": str(e.path)} for e in report.errors]),
+                hide_index=True,
+                width="stretch",
+            )
+
+
+def _stats_section(services: Services) -> None:
+    st.subheader("What is in the knowledge base")
+    stats = services.store.stats()
+    docs = services.store.documents()
+    a, b, c = st.columns(3)
+    a.metric("Documents", stats.documents)
+    b.metric("Passages", stats.chunks)
+    c.metric("Past review date", len(stats.stale))
+    if not docs:
+        st.info("No documents yet. Upload files or ingest a folder above.")
+        return
+    by_audience, by_market = st.columns(2)
+    with by_audience:
+        st.markdown("**By audience**")
+        st.bar_chart(pd.Series(stats.by_audience, name="documents"), horizontal=True, height=180)
+    with by_market:
+        st.markdown("**By market**")
+        st.bar_chart(pd.Series(stats.by_market, name="documents"), horizontal=True, height=180)
+    stale = [d for d in docs if d.doc_id in set(stats.stale)]
+    if stale:
+        st.markdown("**Past their review date** — answers still cite these; ask the owners to review them")
+        st.dataframe(
+            pd.DataFrame(
+                [{"document": d.title, "id": d.doc_id, "owner": d.owner, "review by": d.review_by} for d in stale]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    with st.expander(f"All {len(docs)} documents"):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "title": d.title,
+                        "id": d.doc_id,
+                        "audience": d.audience,
+                        "market": d.market,
+                        "language": d.language,
+                        "product": d.product,
+                        "version": d.version,
+                        "review by": d.review_by,
+                        "owner": d.owner,
+                        "format": d.format,
+                        "passages": d.chunk_count,
+                    }
+                    for d in docs
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def _evaluation_section(services: Services) -> None:
+    st.subheader("Answer quality")
+    settings = services.settings
+    if not evaluation.eval_available():
+        st.info(
+            "Evaluation is not available in this installation (the `kbassist eval` command is missing). "
+            f"Runs already written to `{evaluation.runs_dir(settings)}` are still shown below."
+        )
+    else:
+        names = evaluation.datasets() or ["demo"]
+        dataset = st.selectbox("Question set", names, key="owner_eval_dataset")
+        if st.button("Run evaluation", key="owner_eval_run", icon=":material/play_arrow:"):
+            out = evaluation.new_run_dir(settings, dataset)
+            with st.status(f"Evaluating on {dataset}…", expanded=True) as status:
+                line = st.empty()
+                code = evaluation.start_eval_run(dataset, out, lambda text: line.text(text[-200:]))
+                status.update(
+                    label="Evaluation finished" if code == 0 else f"Evaluation failed (exit code {code})",
+                    state="complete" if code == 0 else "error",
+                )
+
+    runs = evaluation.list_runs(settings)
+    if not runs:
+        st.caption("No evaluation runs yet.")
+        return
+    chosen = st.selectbox("Run", [r.name for r in runs], key="owner_eval_run_pick")
+    run = next(r for r in runs if r.name == chosen)
+    numbers = evaluation.headline(run.results)
+    if numbers:
+        st.dataframe(pd.DataFrame(numbers, columns=["metric", "value"]), hide_index=True, width="stretch", height=260)
+    if run.report is not None:
+        html = run.report.read_text(encoding="utf-8")
+        st.download_button("Download the full report", html, file_name=f"{run.name}.html", mime="text/html")
+        components.html(html, height=900, scrolling=True)
+    else:
+        st.caption("This run has no HTML report.")
+
+
+def _gaps_section(services: Services) -> None:
+    st.subheader("Coverage gaps")
+    settings = services.settings
+    st.caption(
+        "Questions the knowledge base could not answer, grouped; documents never retrieved; stale or conflicting content."
+    )
+    if evaluation.gaps_available():
+        if st.button("Refresh the gap report", key="owner_gaps_refresh", icon=":material/refresh:"):
+            exported = services.interactions.export_questions_jsonl(
+                evaluation.runs_dir(settings) / evaluation.LOGGED_QUESTIONS
+            )
+            with st.status(f"Analysing {exported} logged questions and the latest runs…") as status:
+                code = evaluation.refresh_gaps(settings, lambda text: st.text(text[-200:]))
+                status.update(state="complete" if code == 0 else "error")
+    else:
+        st.info(
+            "The coverage-gap report is not available in this installation (the `kbassist gaps` command is missing)."
+        )
+    loaded = evaluation.load_gaps(settings)
+    if loaded is not None:
+        path, gaps = loaded
+        st.caption(f"From `{path}`")
+        _render_json_report(gaps)
+    st.markdown("**Most frequent unanswered questions (live)**")
+    _unanswered_table(services)
+
+
+def _render_json_report(data: object) -> None:
+    """Show a JSON report section by section: tables for lists of records, values otherwise."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            st.markdown(f"**{str(key).replace('_', ' ').capitalize()}**")
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                st.dataframe(pd.json_normalize(value), hide_index=True, width="stretch")
+            elif isinstance(value, list):
+                st.write(", ".join(map(str, value)) or "—")
+            else:
+                st.write(value)
+    else:
+        st.json(data)
+
+
+# -- feedback ---------------------------------------------------------------------------------
+
+
+def _unanswered_table(services: Services) -> None:
+    top = services.interactions.top_unanswered(limit=15)
+    if not top:
+        st.caption("No unanswered questions logged yet.")
+        return
+    st.dataframe(
+        pd.DataFrame([{"question": u.question, "times asked": u.count, "last asked": u.last_asked} for u in top]),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def _feedback_section(services: Services) -> None:
+    log = services.interactions
+    summary = log.feedback_summary()
+    days = log.deflection_by_day()
+    counts = log.counts()
+    questions = sum(d.questions for d in days)
+    answered = sum(d.answered for d in days)
+    a, b, c, d = st.columns(4)
+    a.metric("Helpful rate", "—" if summary.helpful_rate is None else f"{summary.helpful_rate:.0%}")
+    a.caption(f"{summary.rated} rated answers (helpful or used in a reply)")
+    b.metric("Deflection", f"{sum(x.deflected for x in days) / questions:.0%}" if questions else "—")
+    b.caption(f"of {questions} customer questions, answered without a person")
+    c.metric("False deflection", f"{sum(x.false_deflections for x in days) / answered:.0%}" if answered else "—")
+    c.caption("answered, then rated not helpful or handed to a person")
+    d.metric("Hand-offs", counts["handoffs"])
+    d.caption(f"{counts['questions']} questions logged in {counts['conversations']} conversations")
+
+    if days:
+        st.markdown("**Deflection and false deflection per day (customer chat)**")
+        frame = pd.DataFrame(
+            {
+                "deflection": [x.deflection_rate for x in days],
+                "false deflection": [x.false_deflection_rate for x in days],
+            },
+            index=pd.to_datetime([x.day for x in days]),
+        )
+        st.line_chart(frame, height=240)
+    if summary.counts:
+        st.markdown("**Ratings**")
+        names = {"helpful": "helpful", "not_helpful": "not helpful", "used": "used in a reply"}
+        st.bar_chart(
+            pd.Series({names[k]: v for k, v in summary.counts.items()}, name="ratings"), horizontal=True, height=160
+        )
+    if summary.comments:
+        st.markdown("**Latest comments**")
+        st.dataframe(
+            pd.DataFrame(summary.comments, columns=["rating", "comment", "question"]), hide_index=True, width="stretch"
+        )
+    st.markdown("**Top unanswered questions**")
+    _unanswered_table(services)
+    handoffs = log.handoffs(limit=50)
+    if handoffs:
+        st.markdown("**Latest hand-offs**")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "ref": f"H-{h.id}",
+                        "created": h.created_at,
+                        "question": h.question,
+                        "reason": h.reason,
+                        "market": h.market,
+                    }
+                    for h in handoffs
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
