@@ -195,3 +195,27 @@ class Assistant:
         if best is None or best.coverage < 0.3:
             return None
         return Citation.from_passage(1, best)
+
+
+def requested_handoff(answers: Sequence[Answer], market: str | None) -> Handoff:
+    """The hand-off record for a customer who asks for a person, refused or not.
+
+    After a refusal it is the record the refusal already made; otherwise it is built from the
+    conversation so far, so the person taking over sees what was asked and what was found.
+    """
+    last = answers[-1] if answers else None
+    if last is not None and last.handoff is not None:
+        return last.handoff
+    asked = [a.question for a in answers]
+    summary = "Customer asked for a person" + (": " + " / ".join(asked[-3:]) if asked else " before asking anything")
+    searched = (
+        {
+            "query": last.search_query,
+            "role": last.role,
+            "documents": sorted({c.doc_id for c in last.citations}),
+            "confidence": round(last.confidence, 3),
+        }
+        if last
+        else {}
+    )
+    return Handoff(asked[-1] if asked else "", "customer", market, summary, searched, reason="customer asked for a person")

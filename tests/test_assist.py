@@ -234,3 +234,15 @@ def test_new_documents_are_searchable_at_once(tmp_path: Path) -> None:
 def test_agent_factual_question_gets_the_fact_not_an_unrelated_procedure(assistant: Assistant) -> None:
     answer = assistant.ask("How many days does a customer in Sweden have to return an item?", role="agent", market="SE")
     assert not answer.refused and "30 days" in answer.text and not answer.steps
+
+
+def test_requested_handoff_after_an_answer_and_after_a_refusal(assistant: Assistant) -> None:
+    from assist.service import requested_handoff
+
+    answered = assistant.ask("How many days do I have to return something?", role="customer", market="SE")
+    record = requested_handoff([answered], "SE")
+    assert record.reason == "customer asked for a person" and record.question == answered.question
+    assert record.searched["documents"] == ["returns-se"] and "How many days" in record.summary
+    refused = assistant.ask("Do you sell travel insurance for cruises?", role="customer")
+    assert requested_handoff([answered, refused], "SE") is refused.handoff
+    assert requested_handoff([], None).summary == "Customer asked for a person before asking anything"

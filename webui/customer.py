@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from assist.service import QuestionError
+from assist.service import QuestionError, requested_handoff
 from webui.asking import Exchange, ask_and_log
 from webui.common import render_sources_for_customer
 from webui.services import Services
@@ -108,32 +108,13 @@ def _hand_off(services: Services, state: dict, market: str | None) -> None:
     if state["conversation"] is None:
         state["conversation"] = services.interactions.start_conversation("customer", market)
     last = exchanges[-1] if exchanges else None
-    if last is not None and last.answer.handoff is not None:
-        handoff = last.answer.handoff
-        question, summary, searched, reason = handoff.question, handoff.summary, handoff.searched, handoff.reason
-    else:
-        asked = [e.answer.question for e in exchanges]
-        question = asked[-1] if asked else ""
-        summary = "Customer asked for a person" + (
-            ": " + " / ".join(asked[-3:]) if asked else " before asking anything"
-        )
-        searched = (
-            {
-                "query": last.answer.search_query,
-                "role": "customer",
-                "documents": sorted({c.doc_id for c in last.answer.citations}),
-                "confidence": round(last.answer.confidence, 3),
-            }
-            if last
-            else {}
-        )
-        reason = "customer asked for a person"
+    handoff = requested_handoff([e.answer for e in exchanges], market)
     record = services.interactions.create_handoff(
         state["conversation"],
-        question=question,
-        summary=summary,
-        searched=searched,
-        reason=reason,
+        question=handoff.question,
+        summary=handoff.summary,
+        searched=handoff.searched,
+        reason=handoff.reason,
         market=market,
         question_id=last.question_id if last else None,
     )
