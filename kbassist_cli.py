@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from eval.cli import eval_app, gaps_command
 from kb.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
 )
 kb_app = typer.Typer(help="Inspect what is in the knowledge base.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
+app.add_typer(eval_app, name="eval")
+app.command("gaps")(gaps_command)
 
 
 def demo_docs_path() -> Path:

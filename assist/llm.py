@@ -69,6 +69,16 @@ def validate_citations(text: str, n_passages: int) -> tuple[str, list[int], list
     return cleaned, cited, flags
 
 
+def client_for(settings: Settings) -> Any:
+    """An ``openai`` client for the configured endpoint (a local server needs no real key)."""
+    if not settings.llm_base_url:
+        raise ValueError("set KBASSIST_LLM_BASE_URL to use a language model")
+    from openai import OpenAI
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+    return OpenAI(base_url=settings.llm_base_url, api_key=key, timeout=settings.llm_timeout_s, max_retries=2)
+
+
 class LLMGenerator:
     """Chat-completions generator; works with OpenAI, Azure, vLLM, Ollama and llama.cpp servers."""
 
@@ -78,12 +88,7 @@ class LLMGenerator:
         if not settings.llm_base_url:
             raise ValueError("set KBASSIST_LLM_BASE_URL to use the LLM generator")
         self.settings = settings
-        if client is None:
-            from openai import OpenAI
-
-            key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
-            client = OpenAI(base_url=settings.llm_base_url, api_key=key, timeout=settings.llm_timeout_s, max_retries=2)
-        self.client = client
+        self.client = client or client_for(settings)
 
     def budget(self, passages: Sequence[Passage]) -> list[Passage]:
         """The passages that fit the context budget, in rank order."""

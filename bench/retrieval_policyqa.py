@@ -28,6 +28,7 @@ from common import machine
 
 from assist.access import Filters
 from assist.service import Assistant
+from eval.baseline import LangChainBaseline
 from ingest.clean import clean_text
 from ingest.loaders import slugify
 from ingest.pipeline import ingest
@@ -97,40 +98,17 @@ def answer_latency(store: KnowledgeStore, questions: list[dict[str, Any]]) -> li
 
 
 def run_langchain(store: KnowledgeStore, docs: Path, questions: list[dict[str, Any]], workdir: Path) -> dict:
-    """RecursiveCharacterTextSplitter 1000/200 + Chroma + the same embedder, top-4 similarity."""
-    from langchain_chroma import Chroma
-    from langchain_core.documents import Document
-    from langchain_core.embeddings import Embeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    embedder = store.embedder
-
-    class SameEmbedder(Embeddings):
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return embedder.embed(texts).tolist()
-
-        def embed_query(self, text: str) -> list[float]:
-            return embedder.embed([text])[0].tolist()
-
-    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
-    documents = [
-        Document(page_content=path.read_text(encoding="utf-8"), metadata={"doc": path.name})
-        for path in sorted(docs.glob("*.md"))
-    ]
-    chunks = splitter.split_documents(documents)
-    started = time.perf_counter()
-    db = Chroma.from_documents(
-        chunks, SameEmbedder(), persist_directory=str(workdir / "lc"), collection_name="langchain-baseline"
-    )
-    ingest_s = time.perf_counter() - started
-    result: dict[str, Any] = {"chunks": len(chunks), "ingest_s": round(ingest_s, 2)}
+    """The plain LangChain baseline (defined once, in eval/baseline.py), scored the bench's way."""
+    baseline = LangChainBaseline.build(docs, store.embedder, workdir)
+    result: dict[str, Any] = {"chunks": baseline.chunks, "ingest_s": round(baseline.ingest_s, 2)}
     for filtered in (True, False):
         rankings, latencies = [], []
         for q in questions:
+            filters = Filters(doc_id=slugify(Path(q["doc"]).stem)) if filtered else None
             t = time.perf_counter()
-            found = db.similarity_search(q["question"], k=4, filter={"doc": q["doc"]} if filtered else None)
+            found = baseline.search(q["question"], "internal", filters)
             latencies.append((time.perf_counter() - t) * 1000)
-            rankings.append([d.page_content for d in found])
+            rankings.append([hit.text for hit in found])
         key = "filtered" if filtered else "unfiltered"
         result[key] = score(rankings, questions)
         result[key]["p50_ms"] = round(percentile(latencies, 50), 2)

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     )
     llm_max_answer_tokens: int = Field(default=500, ge=16)
     llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_usd_per_1k_prompt_tokens: float | None = Field(
+        default=None, ge=0, description="Price of 1,000 prompt tokens, for the cost per answer in evaluation reports."
+    )
+    llm_usd_per_1k_completion_tokens: float | None = Field(
+        default=None, ge=0, description="Price of 1,000 completion tokens, for the cost per answer in evaluation reports."
+    )
 
     # The web app: what it stores and which workspaces a deployment exposes.
     interactions_db: Path | None = Field(

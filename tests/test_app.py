@@ -260,22 +260,29 @@ def test_owner_without_the_eval_harness_says_so(app: AppTest, monkeypatch: pytes
     assert not [b for b in at.button if b.key == "owner_eval_run"]
 
 
-def test_owner_views_an_eval_run_and_a_gap_report(
-    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    runs = tmp_path / "runs"
-    run = runs / "20260101-000000-demo"
-    run.mkdir(parents=True)
-    (run / "results.json").write_text(json.dumps({"overall": {"hit@5": 0.91, "f1": 0.62}, "dataset": "demo"}))
-    (run / "report.html").write_text("<html><body><svg id='chart'></svg>Report</body></html>")
-    (runs / "gaps.json").write_text(
-        json.dumps({"clusters": [{"name": "crypto payments", "count": 7}], "stale": ["fees"]})
-    )
-    monkeypatch.setattr(evaluation, "runs_dir", lambda settings: runs)
-    monkeypatch.setattr(evaluation, "cli_commands", lambda: {"eval", "gaps"})
+def test_owner_runs_an_evaluation_and_a_gap_report(app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    questions = tmp_path / "returns.jsonl"
+    rows = [
+        {"id": "q1", "question": "How long do I have to return an item in Sweden?", "market": "SE",
+         "doc": "returns-se", "answers": ["30 days"]},
+        {"id": "q2", "question": "When do I get my money back after a return?", "market": "SE",
+         "doc": "returns-se", "answers": ["5 business days"]},
+        {"id": "q3", "question": "Can I pay my invoice with Bitcoin?", "answerable": False},
+    ]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setattr(evaluation, "datasets", lambda: [str(questions)])
     at = _open(app, "owner")
-    assert at.button(key="owner_eval_run").label == "Run evaluation"
-    metrics = next(df.value for df in at.dataframe if "metric" in df.value.columns)
-    assert dict(zip(metrics["metric"], metrics["value"], strict=True)) == {"overall.hit@5": 0.91, "overall.f1": 0.62}
-    clusters = next(df.value for df in at.dataframe if "name" in df.value.columns)
-    assert clusters.iloc[0]["name"] == "crypto payments" and clusters.iloc[0]["count"] == 7
+    at.button(key="owner_eval_run").click().run()  # the real `kbassist eval run`, in a child process
+    assert not at.exception, at.exception
+    headline = next(df.value for df in at.dataframe if "kbassist" in df.value.columns)
+    values = dict(zip(headline["metric"], headline["kbassist"], strict=True))
+    assert values["hit@5"] == 1.0 and values["refusal_recall"] == 1.0
+    assert [c for c in at.caption if "3 questions" in c.value]
+
+    at.button(key="owner_gaps_refresh").click().run()  # the real `kbassist gaps --json`
+    assert not at.exception, at.exception
+    assert "3 questions analysed; 1 refused or low-confidence, in 1 groups." in _markdown(at)
+    topics = next(df.value for df in at.dataframe if "most central questions" in df.value.columns)
+    assert list(topics["most central questions"]) == ["Can I pay my invoice with Bitcoin?"]
+    stale = next(df.value for df in at.dataframe if "review_by" in df.value.columns)
+    assert list(stale["doc_id"]) == ["disputes"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -88,28 +88,9 @@ def list_runs(settings: Settings) -> list[EvalRun]:
     return sorted(runs, key=lambda r: (r.path / RESULTS).stat().st_mtime, reverse=True)
 
 
-def headline(results: dict[str, Any], limit: int = 60) -> list[tuple[str, float]]:
-    """Numeric results flattened to ``(dotted.name, value)`` pairs, in file order.
-
-    The harness's result schema is its own; the app shows whatever numbers it reports rather than
-    hard-coding metric names that could drift.
-    """
-
-    def walk(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
-        if isinstance(value, bool):
-            return
-        if isinstance(value, int | float):
-            yield prefix, float(value)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                yield from walk(f"{prefix}.{key}" if prefix else str(key), item)
-
-    return list(walk("", results))[:limit]
-
-
 def new_run_dir(settings: Settings, dataset: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return runs_dir(settings) / f"{stamp}-{dataset}"
+    return runs_dir(settings) / f"{stamp}-{Path(dataset).stem}"
 
 
 def _stream(command: list[str], on_line: Callable[[str], None]) -> int:
@@ -121,11 +102,10 @@ def _stream(command: list[str], on_line: Callable[[str], None]) -> int:
 
 
 def start_eval_run(dataset: str, out: Path, on_line: Callable[[str], None]) -> int:
-    """``kbassist eval run --dataset DATASET --out OUT`` in a child process; returns its exit code."""
+    """``kbassist eval run`` of the configured knowledge base in a child process; returns its exit code."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    return _stream(
-        [sys.executable, "-m", "kbassist_cli", "eval", "run", "--dataset", dataset, "--out", str(out)], on_line
-    )
+    command = ["eval", "run", "--dataset", dataset, "--current-kb", "--out", str(out)]
+    return _stream([sys.executable, "-m", "kbassist_cli", *command], on_line)
 
 
 def refresh_gaps(settings: Settings, on_line: Callable[[str], None]) -> int:

@@ -181,9 +181,15 @@ def _evaluation_section(services: Services) -> None:
         return
     chosen = st.selectbox("Run", [r.name for r in runs], key="owner_eval_run_pick")
     run = next(r for r in runs if r.name == chosen)
-    numbers = evaluation.headline(run.results)
-    if numbers:
-        st.dataframe(pd.DataFrame(numbers, columns=["metric", "value"]), hide_index=True, width="stretch", height=260)
+    headline = run.results.get("headline") or {}
+    if headline:
+        st.caption(
+            f"{run.results.get('dataset', '')} · {run.results.get('run', {}).get('questions', '?')} questions · "
+            f"refusal threshold {run.results.get('threshold', '?')} · 95% intervals in the full report"
+        )
+        table = pd.DataFrame(headline)
+        table.index.name = "metric"
+        st.dataframe(table.reset_index(), hide_index=True, width="stretch")
     if run.report is not None:
         html = run.report.read_text(encoding="utf-8")
         st.download_button("Download the full report", html, file_name=f"{run.name}.html", mime="text/html")
@@ -214,24 +220,37 @@ def _gaps_section(services: Services) -> None:
     if loaded is not None:
         path, gaps = loaded
         st.caption(f"From `{path}`")
-        _render_json_report(gaps)
+        _render_gaps(gaps)
     st.markdown("**Most frequent unanswered questions (live)**")
     _unanswered_table(services)
 
 
-def _render_json_report(data: object) -> None:
-    """Show a JSON report section by section: tables for lists of records, values otherwise."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            st.markdown(f"**{str(key).replace('_', ' ').capitalize()}**")
-            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                st.dataframe(pd.json_normalize(value), hide_index=True, width="stretch")
-            elif isinstance(value, list):
-                st.write(", ".join(map(str, value)) or "—")
-            else:
-                st.write(value)
-    else:
-        st.json(data)
+def _render_gaps(gaps: dict) -> None:
+    """The gap report's sections as tables: what to write next first, then what to fix."""
+    st.markdown(
+        f"{gaps.get('questions', 0)} questions analysed; {gaps.get('unanswered_or_low_confidence', 0)} refused "
+        f"or low-confidence, in {len(gaps.get('clusters', []))} groups."
+    )
+    sections = {
+        "Unanswered topics, by volume": [
+            {"questions": c["size"], "most central questions": " · ".join(c["questions"][:3]),
+             "mean confidence": c["mean_confidence"], "roles": ", ".join(f"{k} {v}" for k, v in c["roles"].items())}
+            for c in gaps.get("clusters", [])
+        ],
+        "Documents no question retrieved": gaps.get("never_retrieved", []),
+        "Documents past their review date": gaps.get("stale_documents", []),
+        "Possibly contradictory statements": [
+            {"document A": c["a"]["doc_id"], "statement A": c["a"]["statement"],
+             "document B": c["b"]["doc_id"], "statement B": c["b"]["statement"]}
+            for c in gaps.get("contradictions", [])
+        ],
+    }
+    for title, rows in sections.items():
+        st.markdown(f"**{title}**")
+        if rows:
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        else:
+            st.caption("None.")
 
 
 # -- feedback ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 It is a real server on 127.0.0.1 driven through the real ``openai`` client. Its "model" is a
 deterministic rule, so tests can assert exact behaviour: it quotes the first sentence of passage
 1 with the citation [1], then adds a claim citing a passage that does not exist ([9]). A question
-containing "zebra" gets NO_ANSWER. Every request body is recorded for inspection.
+containing "zebra" gets NO_ANSWER. As a groundedness judge it marks supported the sentences that
+appear word for word in a passage. Every request body is recorded for inspection.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def judge(user: str) -> str:
+    """A groundedness verdict: a sentence is supported when it appears word for word in a passage."""
+    passages = " ".join(" ".join(p.split()) for p in re.findall(r"<passage[^>]*>(.*?)</passage>", user, re.S))
+    said = re.findall(r'<sentence n="(\d+)">(.*?)</sentence>', user, re.S)
+    supported = [int(n) for n, text in said if " ".join(text.split()) in passages]
+    return json.dumps({"supported": supported})
+
+
 def reply_for(messages: list[dict[str, str]]) -> str:
     user = messages[-1]["content"]
+    if messages[0]["content"].startswith("You judge"):
+        return judge(user)
     if "Last question:" in user:  # a query rewrite request
         return "rewritten: " + user.rsplit("Last question:", 1)[1].strip()
     if "zebra" in user.rsplit("Question:", 1)[-1].lower():

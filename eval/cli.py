@@ -1,0 +1,243 @@
+"""``kbassist eval run | compare`` and ``kbassist gaps``: the harness from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kb.settings import Settings, load_settings
+
+eval_app = typer.Typer(help="Measure answer quality on a question set; compare runs.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _knowledge_base(settings: Settings, docs: Path | None) -> Iterator[Any]:
+    """The configured knowledge base, or ``docs`` ingested into a throw-away one."""
+    from kb.store import KnowledgeStore, StoreUnavailable
+
+    if docs is None:
+        try:
+            yield KnowledgeStore(settings)
+        except StoreUnavailable as exc:
+            raise _fail(str(exc)) from exc
+        return
+    from ingest.pipeline import ingest
+
+    with tempfile.TemporaryDirectory(prefix="kbassist-eval-") as tmp:
+        isolated = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None, "collection": "eval"})
+        store = KnowledgeStore(isolated)
+        typer.echo(f"ingesting {docs} into a temporary knowledge base…", err=True)
+        report = ingest([docs], store)
+        typer.echo(report.summary(), err=True)
+        yield store
+
+
+def _print_headline(results: dict[str, Any]) -> None:
+    systems = results["headline"]
+    names = list(systems)
+    metrics = list(next(iter(systems.values()))) if systems else []
+    typer.echo(f"{'metric':22}" + "".join(f"{n:>20}" for n in names))
+    for metric in metrics:
+        cells = "".join(
+            f"{'—' if systems[n].get(metric) is None else format(systems[n][metric], '.3f'):>20}" for n in names
+        )
+        typer.echo(f"{metric:22}{cells}")
+
+
+@eval_app.command("run")
+def run(
+    dataset: Annotated[str, typer.Option(help="demo, policyqa, policyqa-unfiltered, a PolicyQA-format folder, or a .jsonl question set.")] = "demo",
+    out: Annotated[Path, typer.Option(help="Run directory: results.json, details.jsonl, report.html.")] = Path(
+        "eval-run"
+    ),
+    sample: Annotated[int, typer.Option(help="Evaluate a fixed random sample of N questions (seed 0); 0 = all.")] = 0,
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline", help="Run the plain LangChain pipeline beside kbassist.")
+    ] = True,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(help="metric=value; exit 1 when the metric is worse (repeatable), e.g. hit@5=0.9."),
+    ] = None,
+    docs: Annotated[
+        Path | None, typer.Option(help="Documents to evaluate against (default: the question set's own, if any).")
+    ] = None,
+    current_kb: Annotated[
+        bool, typer.Option("--current-kb", help="Evaluate the configured knowledge base instead of ingesting documents.")
+    ] = False,
+    trim_passages: Annotated[
+        int | None, typer.Option(help="Keep only this many characters of each passage in details.jsonl.")
+    ] = None,
+    judge: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge/--no-judge",
+            help="Also have the configured language model judge groundedness (default: when KBASSIST_LLM_BASE_URL is set).",
+        ),
+    ] = None,
+) -> None:
+    """Ask every question of a set, score the answers, write results and a self-contained HTML report."""
+    from tqdm import tqdm
+
+    from eval.compare import Gate
+    from eval.datasets import DatasetError, load_dataset
+    from eval.runner import run_eval, write_run
+
+    try:
+        gates = [Gate.parse(g) for g in fail_under or []]
+        data = load_dataset(dataset).sample(sample or None)
+    except (DatasetError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    settings = _settings()
+    source = None if current_kb else (docs or data.docs)
+    if docs is not None:
+        data = type(data)(data.name, data.questions, docs)
+    if baseline and data.docs is None:
+        typer.echo("no documents for the baseline (give --docs); running kbassist only", err=True)
+        baseline = False
+    bars: dict[str, Any] = {}
+
+    def progress(system: str, done: int, total: int) -> None:
+        bar = bars.get(system)
+        if bar is None:
+            bar = bars[system] = tqdm(total=total, desc=system, unit="q", file=sys.stderr, disable=None)
+        bar.update(done - bar.n)
+
+    with _knowledge_base(settings, source) as store:
+        if not store.documents():
+            raise _fail("the knowledge base is empty; ingest documents first or give --docs")
+        if judge and not store.settings.llm_base_url:
+            raise _fail("--judge needs a language model endpoint (set KBASSIST_LLM_BASE_URL)")
+        result = run_eval(data, store, store.settings, baseline=baseline, progress=progress, judge=judge)
+    for bar in bars.values():
+        bar.close()
+    results = write_run(result, out, trim_passages)
+    _print_headline(results)
+    typer.echo(f"\nwrote {out / 'results.json'}, {out / 'details.jsonl'} and {out / 'report.html'}")
+    failures = [msg for msg in (g.check(results) for g in gates) if msg]
+    for msg in failures:
+        typer.secho(f"FAIL {msg}", fg="red", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@eval_app.command("compare")
+def compare_runs(
+    run_a: Annotated[Path, typer.Argument(help="The reference run (directory or results.json).")],
+    run_b: Annotated[Path, typer.Argument(help="The run to judge against it.")],
+    system: Annotated[str, typer.Option(help="Which system's numbers to compare.")] = "kbassist",
+    fail_on_regression: Annotated[
+        bool, typer.Option("--fail-on-regression", help="Exit 1 when any metric regressed beyond run A's 95% CI.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Metric by metric: A, B, the change, and whether B fell outside A's 95% confidence interval."""
+    from dataclasses import asdict
+
+    from eval.compare import compare, load_results
+
+    try:
+        deltas = compare(load_results(run_a), load_results(run_b), system)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _fail(f"cannot compare: {exc}") from exc
+    if as_json:
+        typer.echo(json.dumps([asdict(d) | {"delta": d.delta} for d in deltas], indent=2))
+    else:
+        typer.echo(f"{'metric':22}{'A':>10}{'B':>10}{'change':>10}  A's 95% CI")
+        for d in deltas:
+            a = "—" if d.a is None else f"{d.a:.3f}"
+            b = "—" if d.b is None else f"{d.b:.3f}"
+            change = "—" if d.delta is None else f"{d.delta:+.3f}"
+            ci = f"[{d.ci_a[0]:.3f}, {d.ci_a[1]:.3f}]" if d.ci_a else ""
+            flag = "  REGRESSION" if d.regression else ("  improved" if d.improvement else "")
+            typer.echo(f"{d.metric:22}{a:>10}{b:>10}{change:>10}  {ci}{flag}")
+    regressions = [d.metric for d in deltas if d.regression]
+    if regressions:
+        typer.secho(f"{len(regressions)} regression(s) beyond the CI: {', '.join(regressions)}", fg="red", err=True)
+        if fail_on_regression:
+            raise typer.Exit(1)
+
+
+def _latest_runs(root: Path) -> list[Path]:
+    """The newest run per dataset under ``root`` (runs of the same set would count questions twice)."""
+    newest: dict[str, tuple[float, Path]] = {}
+    for results in root.glob("*/results.json"):
+        try:
+            name = json.loads(results.read_text(encoding="utf-8")).get("dataset", results.parent.name)
+        except (OSError, ValueError):
+            continue
+        if not (results.parent / "details.jsonl").is_file():
+            continue
+        stamp = results.stat().st_mtime
+        if name not in newest or stamp > newest[name][0]:
+            newest[name] = (stamp, results.parent)
+    return [p for _, p in sorted(newest.values())]
+
+
+def gaps_command(
+    runs: Annotated[
+        list[Path] | None, typer.Option("--runs", help="Evaluation run directories (default: the newest per question set).")
+    ] = None,
+    questions: Annotated[
+        list[Path] | None, typer.Option("--questions", help="Logged questions as JSON lines (the app's export).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write gaps.md, gaps.html and gaps.json into this directory.")] = None,
+    docs: Annotated[
+        Path | None, typer.Option(help="Judge against these documents (ingested into a temporary knowledge base).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Coverage gaps: unanswered topics by volume, documents never retrieved or past review, conflicting content."""
+    from eval.gaps import gap_report, records_from_jsonl, records_from_runs, render_html, render_markdown
+
+    settings = _settings()
+    root = settings.data_dir / "eval-runs"
+    chosen_runs = list(runs) if runs else (_latest_runs(root) if root.is_dir() else [])
+    logged = list(questions or [])
+    if not questions and (root / "logged-questions.jsonl").is_file():
+        logged.append(root / "logged-questions.jsonl")
+    for path in [*chosen_runs, *logged]:
+        if not path.exists():
+            raise _fail(f"no such file or folder: {path}")
+    typer.echo(f"reading {len(chosen_runs)} run(s) and {len(logged)} question file(s)", err=True)
+
+    def records() -> Iterator[Any]:
+        yield from records_from_runs(chosen_runs)
+        for path in logged:
+            yield from records_from_jsonl(path)
+
+    try:
+        with _knowledge_base(settings, docs) as store:
+            report = gap_report(records(), store, store.settings.confidence_threshold)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _fail(f"cannot read the questions: {exc}") from exc
+    data = report.to_dict()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gaps.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / "gaps.md").write_text(render_markdown(report), encoding="utf-8")
+        (out / "gaps.html").write_text(render_html(report), encoding="utf-8")
+        typer.echo(f"wrote gaps.md, gaps.html and gaps.json into {out}", err=True)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    elif out is None:
+        typer.echo(render_markdown(report))

@@ -1,0 +1,82 @@
+"""Compare two runs, and gate a run on minimum scores.
+
+Why "beyond the confidence interval": on a few hundred questions a one-point drop is often
+noise. A change is flagged as a regression only when run B's value falls outside run A's 95 %
+bootstrap interval in the worse direction, so CI fails on real regressions, not on resampling.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.metrics import HIGHER_IS_BETTER
+
+
+@dataclass(frozen=True)
+class Delta:
+    metric: str
+    a: float | None
+    b: float | None
+    ci_a: tuple[float, float] | None
+    regression: bool
+    improvement: bool
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.a is None or self.b is None else round(self.b - self.a, 4)
+
+
+def load_results(run: Path) -> dict[str, Any]:
+    path = run / "results.json" if run.is_dir() else run
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], system: str = "kbassist") -> list[Delta]:
+    """Per-metric deltas of ``b`` against ``a`` for one system, regressions flagged against A's CI."""
+    ours, theirs = a["systems"][system]["overall"], b["systems"][system]["overall"]
+    out = []
+    for metric, entry in ours.items():
+        other = theirs.get(metric)
+        va, vb = entry.get("value"), (other or {}).get("value")
+        ci = tuple(entry["ci"]) if entry.get("ci") else None
+        regression = improvement = False
+        if va is not None and vb is not None and ci is not None:
+            lo, hi = ci
+            better_up = HIGHER_IS_BETTER.get(metric, True)
+            regression = vb < lo if better_up else vb > hi
+            improvement = vb > hi if better_up else vb < lo
+        out.append(Delta(metric, va, vb, ci, regression, improvement))  # type: ignore[arg-type]
+    return out
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``metric=value``: the run fails when the metric is below (or, for lower-is-better, above) it."""
+
+    metric: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> Gate:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected metric=value, got {text!r}")
+        try:
+            return cls(name.strip(), float(value))
+        except ValueError:
+            raise ValueError(f"{text!r}: {value!r} is not a number") from None
+
+    def check(self, results: dict[str, Any], system: str = "kbassist") -> str | None:
+        """A one-line failure message, or ``None`` when the gate passes."""
+        overall = results["systems"][system]["overall"]
+        if self.metric not in overall:
+            return f"{self.metric}: unknown metric (known: {', '.join(overall)})"
+        value = overall[self.metric]["value"]
+        if value is None:
+            return f"{self.metric}: not measured in this run"
+        if HIGHER_IS_BETTER.get(self.metric, True):
+            return None if value >= self.bound else f"{self.metric} = {value} is below {self.bound}"
+        return None if value <= self.bound else f"{self.metric} = {value} is above {self.bound}"
