@@ -6,13 +6,13 @@ import json
 import logging
 import sys
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from eval.cli import eval_app, gaps_command
+from kb.bundled import demo_docs_path
 from kb.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -24,11 +24,6 @@ kb_app = typer.Typer(help="Inspect what is in the knowledge base.", no_args_is_h
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
 app.command("gaps")(gaps_command)
-
-
-def demo_docs_path() -> Path:
-    """The bundled demo knowledge base (package data of ``kb``)."""
-    return Path(str(resources.files("kb") / "demo" / "docs"))
 
 
 def _settings() -> Settings:

@@ -23,9 +23,9 @@ from common import machine
 from ingest.chunker import ChunkSpec, chunk_text
 from ingest.loaders import load_document
 from ingest.pipeline import discover, ingest
+from kb.bundled import demo_docs_path
 from kb.settings import Settings
 from kb.store import KnowledgeStore
-from kbassist_cli import demo_docs_path
 
 POLICYQA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "policyqa-dev" / "docs"
 

@@ -30,9 +30,9 @@ from assist.conversation import as_turns, condense, mentioned_market
 from assist.retrieval import HybridRetriever
 from ingest.loaders import slugify
 from ingest.pipeline import ingest
+from kb.bundled import demo_docs_path
 from kb.settings import Settings
 from kb.store import KnowledgeStore
-from kbassist_cli import demo_docs_path
 
 DEMO_SET = Path(__file__).resolve().parents[1] / "eval" / "datasets" / "demo.jsonl"
 THRESHOLDS = [round(float(t), 2) for t in np.arange(0.30, 0.71, 0.02)]

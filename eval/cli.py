@@ -130,6 +130,7 @@ def run(
         result = run_eval(data, store, store.settings, baseline=baseline, progress=progress, judge=judge)
     for bar in bars.values():
         bar.close()
+    typer.echo("scoring and writing the report…", err=True)
     results = write_run(result, out, trim_passages)
     _print_headline(results)
     typer.echo(f"\nwrote {out / 'results.json'}, {out / 'details.jsonl'} and {out / 'report.html'}")

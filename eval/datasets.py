@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -90,9 +89,6 @@ class EvalQuestion:
             filters={str(k): str(v) for k, v in (record.get("filters") or {}).items() if v},
         )
 
-    def to_record(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -133,20 +129,13 @@ def read_jsonl(path: Path) -> list[EvalQuestion]:
     return out
 
 
-def write_jsonl(questions: Iterable[EvalQuestion], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for q in questions:
-            out.write(json.dumps(q.to_record(), ensure_ascii=False) + "\n")
-
-
 def bundled_path(name: str) -> Path:
     return Path(str(resources.files("eval") / "datasets" / f"{name}.jsonl"))
 
 
 def load_demo() -> Dataset:
     """The demo knowledge base's own question set, with the demo documents."""
-    from kbassist_cli import demo_docs_path
+    from kb.bundled import demo_docs_path
 
     return Dataset("demo", read_jsonl(bundled_path("demo")), demo_docs_path())
 

@@ -19,6 +19,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -43,8 +44,12 @@ CORRECT_F1 = 0.5  # token F1 at or above this counts as a correct answer when no
 # -- text normalisation -------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def norm(text: str) -> str:
-    """Whitespace- and case-normalised text, for containment checks."""
+    """Whitespace- and case-normalised text, for containment checks.
+
+    Cached: the same few hundred passages are checked against every question at every threshold.
+    """
     return " ".join(clean_text(text).lower().split())
 
 
@@ -84,7 +89,8 @@ def contains_span(text: str, golds: Sequence[str]) -> bool:
     return any(norm(g) and norm(g) in t for g in golds)
 
 
-def is_relevant(text: str, doc_id: str, evidence: str | None, answers: Sequence[str], gold_doc: str | None) -> bool:
+@lru_cache(maxsize=1 << 20)
+def is_relevant(text: str, doc_id: str, evidence: str | None, answers: tuple[str, ...], gold_doc: str | None) -> bool:
     """The passage holds the gold evidence, or a gold span inside the gold document (module docstring)."""
     t = norm(text)
     if evidence and norm(evidence) and norm(evidence) in t:

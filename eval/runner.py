@@ -86,11 +86,6 @@ class Record:
             judged_groundedness=self.judged_groundedness,
         )
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Record:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
 
 def deflection_scope(dataset: Dataset) -> Callable[[EvalQuestion], bool]:
     """Which questions count towards deflection: customers' when the set has any, else all.

@@ -83,7 +83,7 @@ def docs_dir(tmp_path: Path) -> Path:
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeStore:
     """The bundled demo knowledge base, ingested once per test session."""
     from ingest.pipeline import ingest
-    from kbassist_cli import demo_docs_path
+    from kb.bundled import demo_docs_path
 
     store = KnowledgeStore(Settings(data_dir=tmp_path_factory.mktemp("demo") / "data"))
     report = ingest([demo_docs_path()], store)

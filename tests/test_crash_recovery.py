@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest
+from kb.bundled import demo_docs_path
 from kb.settings import Settings
 from kb.store import KnowledgeStore
-from kbassist_cli import demo_docs_path
 
 
 def _snapshot(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
