@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         default=0.46, ge=0.0, le=1.0, description="Below this retrieval confidence the assistant refuses and hands off."
     )
     max_question_chars: int = Field(default=2000, ge=10)
+    lexical_dir: Path | None = Field(
+        default=None,
+        description="Where the persisted BM25 indexes live (default data_dir/lexical): local disk or a shared volume.",
+    )
+    lexical_shards: int = Field(
+        default=1, ge=1, le=64, description="BM25 shards per role scope, split by a stable hash of doc_id."
+    )
 
     # Optional OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp). Off unless a URL is set.
     llm_base_url: str | None = None
@@ -128,6 +135,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def lexical_path(self) -> Path:
+        return self.lexical_dir or self.data_dir / "lexical"
 
     @property
     def interactions_path(self) -> Path:
