@@ -1,8 +1,11 @@
 """Who may read what: the caller's role decides which document audiences are searchable.
 
-The rule is applied inside the store query (a Chroma ``where`` clause, and the same clause when
-the lexical index is built), never by filtering results afterwards, so a passage a role may not
-read is never retrieved at all.
+The rule is applied where the store is read, never by filtering answers afterwards: each role's
+lexical index is built from a Chroma ``get`` with the role's ``where`` clause, and every passage
+a role is shown, from either search, has its text and metadata read from that index or from a
+Chroma query carrying the same clause. Dense search may rank the ids of chunks outside the role
+(it over-fetches nearest ids, see ``assist.retrieval``), but an id the role's index does not
+hold is dropped before anything else about it is read.
 """
 
 from __future__ import annotations

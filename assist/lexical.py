@@ -15,10 +15,12 @@ start reads a manifest, not the knowledge base.
   every file's size, so a half-written or truncated index is detected and rebuilt.
 - After a build, the indexes of all but the newest two revisions are deleted. A process
   still mapping deleted files keeps reading them (POSIX unlink semantics) until it moves on.
-- Everything a query needs per hit comes from the mapped files: chunk ids (and an order
-  for lookup by id), texts, metadata (JSON per row), each chunk's term ids (coverage and
-  near-duplicate checks), document frequencies, the vocabulary, and one integer code array
-  per filter field so a filter mask is a vectorised comparison, not a loop over metadata.
+- Everything a query needs per hit comes from the mapped files: chunk ids (and their sorted
+  64-bit hashes, to find many rows by id at once), texts, metadata (JSON per row), each
+  chunk's term ids (coverage and near-duplicate checks), document frequencies, the
+  vocabulary, and one integer code array per filter field so a filter mask is a vectorised
+  comparison, not a loop over metadata. The dense side reads its hits' texts from here too
+  (see ``assist.retrieval``), so the index is also what a role's answers may quote.
 
 Sharding. A tenant, brand or market gets its own collection, hence its own indexes. Within a
 scope, ``lexical_shards`` > 1 splits the chunks by a stable hash of ``doc_id`` into separately
@@ -73,7 +75,7 @@ log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 # Bumped whenever the files, the tokenizer or the role scopes change meaning; part of the path.
-FORMAT = 1
+FORMAT = 2
 # Revisions whose indexes survive a build: the current one and the one before it.
 KEEP_REVISIONS = 2
 # Chunks read from Chroma per request while building.
@@ -239,6 +241,15 @@ def _write_strings(directory: Path, name: str, values: Sequence[str], sort: bool
         np.save(directory / f"{name}.order.npy", order)
 
 
+def _id_hash(chunk_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(chunk_id.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _id_hashes(chunk_ids: Iterable[str]) -> np.ndarray:
+    """64-bit hashes of chunk ids: a sorted array of them finds many rows in one ``searchsorted``."""
+    return np.fromiter((_id_hash(i) for i in chunk_ids), dtype=np.uint64)
+
+
 def _shard_of(doc_id: str, shards: int) -> int:
     """Stable across processes and machines (unlike ``hash``), so every builder agrees."""
     return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big") % shards
@@ -288,7 +299,11 @@ class _Writer:
         n = len(self.ids)
         np.save(d / "texts.offsets.npy", np.array(self._text_offsets, dtype=np.int64))
         np.save(d / "metas.offsets.npy", np.array(self._meta_offsets, dtype=np.int64))
-        _write_strings(d, "ids", self.ids, sort=True)
+        _write_strings(d, "ids", self.ids, sort=False)
+        hashes = _id_hashes(self.ids)
+        order = np.argsort(hashes, kind="stable")
+        np.save(d / "ids.hash.npy", hashes[order])
+        np.save(d / "ids.hash_rows.npy", order.astype(np.int64))
         vocab = list(self._vocab)
         _write_strings(d, "vocab", vocab, sort=True)
         row_terms = np.array(self._row_terms, dtype=np.int32)
@@ -410,6 +425,7 @@ class LexicalIndex:
             self._open(directory, use_mmap)
         except Exception as exc:
             raise IndexUnusable(f"{directory}: {exc}") from exc
+        self.revision = ""  # the store revision this index was built from, when it came from a store
         self._masks: dict[Filters, np.ndarray] = {}
         self._mask_limit = max(8, min(256, _MASK_CACHE_BYTES // max(len(self.ids), 1)))
         self._row_terms: dict[int, frozenset[str]] = {}
@@ -431,7 +447,9 @@ class LexicalIndex:
             order = _open_array(d / f"{name}.order.npy", use_mmap) if sort else None
             return StringTable(_open_bytes(d / f"{name}.bin", use_mmap), offsets, order)
 
-        self.ids = table("ids", sort=True)
+        self.ids = table("ids")
+        self._id_hashes = _open_array(d / "ids.hash.npy", use_mmap)
+        self._id_hash_rows = _open_array(d / "ids.hash_rows.npy", use_mmap)
         self.texts = table("texts")
         self.metadatas = Metadatas(table("metas"))
         self._vocab = table("vocab", sort=True)
@@ -448,6 +466,7 @@ class LexicalIndex:
             for name in manifest["shards"]
         ]
         sizes = {len(self.ids), len(self.texts), len(self.metadatas), len(self._term_offsets) - 1}
+        sizes |= {len(self._id_hashes), len(self._id_hash_rows)}
         sizes |= {len(codes) for codes in self._codes.values()}
         sizes.add(sum(int(s.model.scores["num_docs"]) for s in self._shards) if self._shards else n)
         if sizes != {n} or not len(self._df) == len(self._vocab) == manifest["vocabulary"]:
@@ -480,7 +499,28 @@ class LexicalIndex:
 
     def row_of(self, chunk_id: str) -> int:
         """The chunk's row, or -1 when the index does not hold it."""
-        return self.ids.find(chunk_id)
+        return int(self.rows_of([chunk_id])[0])
+
+    def rows_of(self, chunk_ids: Sequence[str]) -> np.ndarray:
+        """Rows of many chunks at once (-1 where the index does not hold one).
+
+        One vectorised binary search over the sorted id hashes; each found row's id is then
+        compared in full, so a hash collision can never return another chunk.
+        """
+        rows = np.full(len(chunk_ids), -1, dtype=np.int64)
+        if not len(chunk_ids) or not len(self._id_hashes):
+            return rows
+        wanted = _id_hashes(chunk_ids)
+        at = np.minimum(np.searchsorted(self._id_hashes, wanted), len(self._id_hashes) - 1)
+        for i in np.flatnonzero(self._id_hashes[at] == wanted):
+            row = int(self._id_hash_rows[at[i]])
+            if self.ids[row] == chunk_ids[i]:
+                rows[i] = row
+        return rows
+
+    def admitted(self, filters: Filters | None) -> np.ndarray | None:
+        """True for the rows ``filters`` admit; None when every row is admitted."""
+        return self._mask(filters) if filters and filters != Filters() else None
 
     def _term_id(self, term: str) -> int:
         return self._vocab.find(term)
@@ -553,7 +593,7 @@ class LexicalIndex:
         token_ids = [i for i in (self._term_id(t) for t in query_terms(query)) if i >= 0]
         if not token_ids:
             return []
-        mask = self._mask(filters) if filters and filters != Filters() else None
+        mask = self.admitted(filters)
 
         def one(shard: _Shard) -> list[tuple[int, float]]:
             weights = mask if mask is None or shard.rows is None else mask[shard.rows]
@@ -623,6 +663,7 @@ class LexicalIndexes:
             if cached and cached[0] == revision:
                 return cached[1]
             index = self._open(role, scope, revision)
+            index.revision = revision
             self._cache[role] = (revision, index)
             return index
 
