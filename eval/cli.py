@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,16 @@ def _settings() -> Settings:
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+
+
+PROGRESS_LINE = "progress {system} {done}/{total}"
+PROGRESS_STEPS = 20  # plain progress lines per system when stderr is not a terminal
+
+
+def default_run_dir(settings: Settings, dataset: str) -> Path:
+    """Where a run goes without --out: under DATA_DIR/eval-runs, the folder `gaps` and the app read."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return settings.data_dir / "eval-runs" / f"{stamp}-{Path(dataset).stem}"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -67,16 +78,24 @@ def _print_headline(results: dict[str, Any]) -> None:
 @eval_app.command("run")
 def run(
     dataset: Annotated[str, typer.Option(help="demo, policyqa, policyqa-unfiltered, a PolicyQA-format folder, or a .jsonl question set.")] = "demo",
-    out: Annotated[Path, typer.Option(help="Run directory: results.json, details.jsonl, report.html.")] = Path(
-        "eval-run"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory for results.json, details.jsonl and report.html "
+            "(default: DATA_DIR/eval-runs/DATE-TIME-DATASET, where `kbassist gaps` and the app find runs)."
+        ),
+    ] = None,
     sample: Annotated[int, typer.Option(help="Evaluate a fixed random sample of N questions (seed 0); 0 = all.")] = 0,
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Run the plain LangChain pipeline beside kbassist.")
     ] = True,
     fail_under: Annotated[
         list[str] | None,
-        typer.Option(help="metric=value; exit 1 when the metric is worse (repeatable), e.g. hit@5=0.9."),
+        typer.Option(
+            help="metric=value, repeatable: exit 1 when the metric is worse than value. A floor for "
+            "higher-is-better metrics (hit@5=0.9 fails below 0.9); a ceiling for lower-is-better ones, "
+            "false_deflection and latency_p50/p95/p99_ms (false_deflection=0.27 fails above 0.27).",
+        ),
     ] = None,
     docs: Annotated[
         Path | None, typer.Option(help="Documents to evaluate against (default: the question set's own, if any).")
@@ -95,7 +114,13 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Ask every question of a set, score the answers, write results and a self-contained HTML report."""
+    """Ask every question of a set, score the answers, write results and a self-contained HTML report.
+
+    Every metric is reported overall and per category, role and market with a 95% bootstrap
+    interval, kbassist beside the plain LangChain pipeline when the set has its own documents.
+    With --fail-under the run is a quality gate: exit 1 when a metric is worse than its limit,
+    exit 2 for a usage error (unknown metric, unreadable question set).
+    """
     from tqdm import tqdm
 
     from eval.compare import Gate
@@ -108,6 +133,8 @@ def run(
     except (DatasetError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     settings = _settings()
+    if out is None:
+        out = default_run_dir(settings, data.name)
     source = None if current_kb else (docs or data.docs)
     if docs is not None:
         data = type(data)(data.name, data.questions, docs)
@@ -121,6 +148,9 @@ def run(
         if bar is None:
             bar = bars[system] = tqdm(total=total, desc=system, unit="q", file=sys.stderr, disable=None)
         bar.update(done - bar.n)
+        if bar.disable and (done == total or done % max(1, total // PROGRESS_STEPS) == 0):
+            # No terminal (CI log, the app's child process): a few plain lines instead of a bar.
+            typer.echo(PROGRESS_LINE.format(system=system, done=done, total=total), err=True)
 
     with _knowledge_base(settings, source) as store:
         if not store.documents():
@@ -133,6 +163,13 @@ def run(
     typer.echo("scoring and writing the report…", err=True)
     results = write_run(result, out, trim_passages)
     _print_headline(results)
+    llm = results["systems"].get("kbassist", {}).get("llm")
+    if llm:
+        usd = "" if llm["usd_per_answer"] is None else f", about ${llm['usd_per_answer']:.5f}"
+        typer.echo(
+            f"language model: {llm['prompt_tokens']:.0f} prompt + {llm['completion_tokens']:.0f} completion tokens "
+            f"per answer{usd}"
+        )
     typer.echo(f"\nwrote {out / 'results.json'}, {out / 'details.jsonl'} and {out / 'report.html'}")
     failures = [msg for msg in (g.check(results) for g in gates) if msg]
     for msg in failures:
@@ -151,7 +188,11 @@ def compare_runs(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Metric by metric: A, B, the change, and whether B fell outside A's 95% confidence interval."""
+    """Metric by metric: A, B, the change, and whether B fell outside A's 95% confidence interval.
+
+    A change inside A's interval is resampling noise and is not flagged. "Worse" follows each
+    metric's direction: a drop for hit@5 or F1, a rise for false_deflection and latency.
+    """
     from dataclasses import asdict
 
     from eval.compare import compare, load_results
@@ -196,40 +237,81 @@ def _latest_runs(root: Path) -> list[Path]:
 
 def gaps_command(
     runs: Annotated[
-        list[Path] | None, typer.Option("--runs", help="Evaluation run directories (default: the newest per question set).")
+        list[Path] | None,
+        typer.Option(
+            "--runs",
+            help="Evaluation run directories, repeatable (default: the newest run per question set under "
+            "DATA_DIR/eval-runs, where `eval run` and the app write them).",
+        ),
     ] = None,
     questions: Annotated[
-        list[Path] | None, typer.Option("--questions", help="Logged questions as JSON lines (the app's export).")
+        list[Path] | None,
+        typer.Option(
+            "--questions",
+            help="Logged questions as JSON lines, repeatable (e.g. an export of the app's log). Given, they "
+            "replace the app's interaction log.",
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write gaps.md, gaps.html and gaps.json into this directory.")] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live",
+            help="Include the questions the app logged (the interaction database, KBASSIST_INTERACTIONS_DB).",
+        ),
+    ] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="Write gaps.md, gaps.html and gaps.json into this directory.")
+    ] = None,
     docs: Annotated[
-        Path | None, typer.Option(help="Judge against these documents (ingested into a temporary knowledge base).")
+        Path | None,
+        typer.Option(
+            help="Judge against these documents (ingested into a temporary knowledge base) "
+            "instead of the configured one."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """Coverage gaps: unanswered topics by volume, documents never retrieved or past review, conflicting content."""
-    from eval.gaps import gap_report, records_from_jsonl, records_from_runs, render_html, render_markdown
+    """Coverage gaps: unanswered topics by volume, documents never retrieved or past review, conflicting content.
+
+    Refused and low-confidence questions (from evaluation runs and from what customers and agents
+    asked in the app) are grouped by meaning and ranked by volume, each group named by its most
+    central questions. Then the documents: never retrieved by any question, past their review_by
+    date, and passages in different documents that are near-duplicates or state different numbers
+    for the same thing. Markdown on the terminal; --out writes Markdown, HTML and JSON.
+    """
+    from eval.gaps import (
+        gap_report,
+        records_from_jsonl,
+        records_from_logged,
+        records_from_runs,
+        render_html,
+        render_markdown,
+    )
 
     settings = _settings()
     root = settings.data_dir / "eval-runs"
     chosen_runs = list(runs) if runs else (_latest_runs(root) if root.is_dir() else [])
     logged = list(questions or [])
-    if not questions and (root / "logged-questions.jsonl").is_file():
-        logged.append(root / "logged-questions.jsonl")
     for path in [*chosen_runs, *logged]:
         if not path.exists():
             raise _fail(f"no such file or folder: {path}")
-    typer.echo(f"reading {len(chosen_runs)} run(s) and {len(logged)} question file(s)", err=True)
+    database = settings.interactions_path if live and not logged and settings.interactions_path.is_file() else None
+    sources = f"{len(chosen_runs)} run(s), {len(logged)} question file(s)"
+    typer.echo(f"reading {sources}" + (f" and the app's log {database}" if database else ""), err=True)
 
     def records() -> Iterator[Any]:
         yield from records_from_runs(chosen_runs)
         for path in logged:
             yield from records_from_jsonl(path)
+        if database is not None:
+            from kb.interactions import InteractionLog
+
+            yield from records_from_logged(InteractionLog(database).logged_questions())
 
     try:
         with _knowledge_base(settings, docs) as store:
             report = gap_report(records(), store, store.settings.confidence_threshold)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise _fail(f"cannot read the questions: {exc}") from exc
     data = report.to_dict()
     if out is not None:

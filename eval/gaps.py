@@ -17,7 +17,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,15 @@ def records_from_jsonl(path: Path, source: str = "live") -> Iterator[QuestionRec
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             yield QuestionRecord.from_dict(json.loads(line), source=source)
+
+
+def records_from_logged(questions: Iterable[Any], source: str = "live") -> Iterator[QuestionRecord]:
+    """Questions straight from the app's interaction log (``kb.interactions.LoggedQuestion`` rows).
+
+    Read directly rather than through an export, so the report always sees what was asked up to now.
+    """
+    for q in questions:
+        yield QuestionRecord.from_dict(asdict(q) if is_dataclass(q) else dict(q), source=source)
 
 
 # -- clustering -------------------------------------------------------------------------------------

@@ -184,10 +184,34 @@ def _overall_table(results: dict[str, Any]) -> str:
     return "".join(rows)
 
 
+def _llm_section(llm: dict[str, Any] | None, judge: dict[str, Any] | None) -> str:
+    """Tokens and estimated cost per answer (counted with tiktoken), and who judged groundedness."""
+    if not llm and not judge:
+        return ""
+    parts = ["<h2>Language model</h2>"]
+    if llm:
+        usd = llm.get("usd_per_answer")
+        parts.append(
+            "<table><tr><th>per answer</th><th>kbassist</th></tr>"
+            f"<tr><td>prompt tokens</td><td>{_fmt(llm.get('prompt_tokens'), 1)}</td></tr>"
+            f"<tr><td>completion tokens</td><td>{_fmt(llm.get('completion_tokens'), 1)}</td></tr>"
+            f"<tr><td>estimated cost (USD)</td><td>{'— (no prices configured)' if usd is None else _fmt(usd, 5)}</td></tr>"
+            "</table>"
+        )
+    if judge:
+        parts.append(
+            f"<p class=muted>groundedness_llm: judged by {html.escape(str(judge.get('model', '')))} on "
+            f"{_fmt(judge.get('judged'))} answers; {_fmt(judge.get('unreadable'))} verdicts could not be read "
+            "and are left out.</p>"
+        )
+    return "".join(parts)
+
+
 def _breakdown_table(breakdown: dict[str, dict], metrics: Sequence[str]) -> str:
+    """One row per group, each value with its 95% interval: small groups are where intervals matter most."""
     rows = ["<table><tr><th>group</th><th>n</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"]
     for group, entry in breakdown.items():
-        cells = "".join(f"<td>{_fmt(entry.get(m, {}).get('value'))}</td>" for m in metrics)
+        cells = "".join(_metric_cell(entry.get(m)) for m in metrics)
         rows.append(f"<tr><td>{html.escape(group)}</td><td>{entry['n']}</td>{cells}</tr>")
     rows.append("</table>")
     return "".join(rows)
@@ -212,6 +236,7 @@ def render_report(results: dict[str, Any], records: dict[str, list[Any]]) -> str
         "Values with 95 % bootstrap intervals (1,000 resamples, seed 0); ↑ higher is better.</p>"
     )
     body.append("<h2>Overall</h2>" + _overall_table(results))
+    body.append(_llm_section(kb.get("llm"), run.get("judge")))
     if "langchain_baseline" in results["systems"]:
         body.append(
             "<p class=muted>langchain_baseline: RecursiveCharacterTextSplitter 1000/200, Chroma, the same embedding "

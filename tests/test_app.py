@@ -17,7 +17,8 @@ from ingest.pipeline import ingest
 from kb.interactions import InteractionLog
 from kb.settings import Settings
 from kb.store import KnowledgeStore
-from tests.support.app_kb import write_kb
+from tests.support.app_kb import DOCS, write_kb
+from tests.support.chat_server import ChatServer
 from webui import evaluation
 
 APP = str(Path(__file__).resolve().parents[1] / "app_streamlit.py")
@@ -29,7 +30,7 @@ def kb_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("app-kb")
     data = root / "data"
     report = ingest([write_kb(root / "docs")], KnowledgeStore(Settings(data_dir=data)))
-    assert report.ok and len(report.added) == 4
+    assert report.ok and len(report.added) == len(DOCS)
     return data
 
 
@@ -121,6 +122,8 @@ def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: Pat
 def test_agent_is_told_when_no_policy_covers_it(app: AppTest) -> None:
     at = _agent_ask(_open(app, "agent"), "Can the customer pay the invoice in bitcoin on Mars?")
     assert any("No policy in the knowledge base covers this question" in w.value for w in at.warning)
+    assert any("Follow the escalation path: When no policy covers a case" in w.value for w in at.warning)
+    assert any(e.label.startswith("[1] When no policy covers a case — Escalation path") for e in at.expander)
 
 
 # -- customer chat ------------------------------------------------------------------------------
@@ -143,11 +146,28 @@ def test_customer_gets_an_answer_with_readable_sources(app: AppTest) -> None:
     assert at.button(key="customer_handoff").label == "Talk to a person"
 
 
+def test_customer_answer_is_streamed_from_the_configured_model(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ChatServer() as server:
+        monkeypatch.setenv("KBASSIST_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("KBASSIST_LLM_API_KEY", "test-key")
+        at = _open(app, "customer")
+        at.selectbox(key="customer_market").select("SE").run()
+        at = _chat(at, "How long do I have to return an item?")
+        answers = [b for b in server.requests if not b["messages"][0]["content"].startswith("You judge")]
+    assert answers and answers[-1]["stream"] is True
+    text = at.chat_message[-1].markdown[0].value
+    # The test model quotes passage 1, then adds a claim citing a passage that does not exist ([9]):
+    # the words are the model's, and only the citation that points at a real passage is kept.
+    assert text == "You can return an item within 30 days of delivery. [1] The fee is waived on Sundays."
+    assert any(e.label.startswith("1. Returns in Sweden — Return window") for e in at.expander)
+
+
 def test_customer_cannot_read_agent_or_internal_documents(app: AppTest) -> None:
-    at = _chat(_open(app, "customer"), "What order amount from a new device is held for manual fraud review?")
-    answer = at.chat_message[-1]
-    assert "12000" not in answer.markdown[0].value
-    assert all("Fraud review" not in e.label and "Handling a dispute" not in e.label for e in at.expander)
+    at = _chat(_open(app, "customer"), "What purchase amount triggers a manual fraud review?")
+    answer = at.chat_message[-1].markdown[0].value
+    assert "9500" not in answer and "FRX-17" not in answer
+    hidden = ("Fraud review", "Handling a dispute", "When no policy covers a case")
+    assert all(title not in e.label for e in at.expander for title in hidden)
 
 
 def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTest, db: Path) -> None:
@@ -204,7 +224,7 @@ def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, d
     log.add_feedback(qid, "helpful")
     at = _open(app, "owner")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Documents"] == "4" and metrics["Past review date"] == "1"
+    assert metrics["Documents"] == str(len(DOCS)) and metrics["Past review date"] == "1"
     assert metrics["Helpful rate"] == "100%" and metrics["Deflection"] == "33%" and metrics["False deflection"] == "0%"
     frames = [df.value for df in at.dataframe]
     assert any("disputes" in set(f.get("id", [])) and "Disputes team" in set(f.get("owner", [])) for f in frames)
@@ -235,6 +255,19 @@ def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyP
     st.cache_resource.clear()
 
 
+def test_owner_sees_why_an_evaluation_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Path) -> None:
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    st.cache_resource.clear()
+    at = _open(AppTest.from_file(APP, default_timeout=TIMEOUT), "owner")
+    at.button(key="owner_eval_run").click().run()
+    assert not at.exception, at.exception
+    assert [s for s in at.get("status") if s.proto.label == "Evaluation failed (exit code 2)"]
+    assert any("the knowledge base is empty" in block.value for block in at.code)
+    assert any("No evaluation runs yet" in c.value for c in at.caption)
+    st.cache_resource.clear()
+
+
 def test_owner_uploads_are_saved_safely(tmp_path: Path) -> None:
     from webui.owner import save_uploads
 
@@ -252,6 +285,13 @@ def test_owner_uploads_are_saved_safely(tmp_path: Path) -> None:
     assert not (tmp_path / "evil.md").exists()
 
 
+def test_owner_reads_the_harness_progress_lines() -> None:
+    assert evaluation.parse_progress("progress kbassist 40/222") == ("kbassist", 40, 222)
+    assert evaluation.parse_progress("progress baseline 222/222\n") == ("baseline", 222, 222)
+    assert evaluation.parse_progress("scoring and writing the report…") is None
+    assert evaluation.parse_progress("progress of the run: 3/4 done") is None
+
+
 def test_owner_without_the_eval_harness_says_so(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(evaluation, "cli_commands", lambda: {"ingest", "ask", "kb"})
     at = _open(app, "owner")
@@ -260,7 +300,9 @@ def test_owner_without_the_eval_harness_says_so(app: AppTest, monkeypatch: pytes
     assert not [b for b in at.button if b.key == "owner_eval_run"]
 
 
-def test_owner_runs_an_evaluation_and_a_gap_report(app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_owner_runs_an_evaluation_sees_its_charts_and_a_gap_report(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Path
+) -> None:
     questions = tmp_path / "returns.jsonl"
     rows = [
         {"id": "q1", "question": "How long do I have to return an item in Sweden?", "market": "SE",
@@ -268,21 +310,39 @@ def test_owner_runs_an_evaluation_and_a_gap_report(app: AppTest, monkeypatch: py
         {"id": "q2", "question": "When do I get my money back after a return?", "market": "SE",
          "doc": "returns-se", "answers": ["5 business days"]},
         {"id": "q3", "question": "Can I pay my invoice with Bitcoin?", "answerable": False},
-    ]
+    ]  # fmt: skip
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     monkeypatch.setattr(evaluation, "datasets", lambda: [str(questions)])
     at = _open(app, "owner")
     at.button(key="owner_eval_run").click().run()  # the real `kbassist eval run`, in a child process
     assert not at.exception, at.exception
+    assert [s for s in at.get("status") if s.proto.label == "Evaluation finished"]
+    (bar,) = at.get("progress")
+    assert bar.proto.value == 100 and bar.proto.text == "Done"
     headline = next(df.value for df in at.dataframe if "kbassist" in df.value.columns)
     values = dict(zip(headline["metric"], headline["kbassist"], strict=True))
     assert values["hit@5"] == 1.0 and values["refusal_recall"] == 1.0
     assert [c for c in at.caption if "3 questions" in c.value]
+    (report,) = at.get("iframe")  # the run's own HTML report, charts included
+    page = report.proto.srcdoc
+    assert page.count("<svg") >= 4 and "Deflection and false deflection against the threshold" in page
+    assert "Latency per question" in page and "kbassist per category" in page
 
+    # A question a customer asked in the chat reaches the gap report without any export step.
+    log = InteractionLog(db)
+    chat = log.start_conversation("customer", "SE")
+    log.log_question(
+        chat, role="customer", market="SE", question="Do you sell travel insurance for cruises?",
+        search_query="Do you sell travel insurance for cruises?", answer="", refused=True, confidence=0.2,
+        doc_ids=[], latency_ms=5.0, generator="extractive",
+    )  # fmt: skip
     at.button(key="owner_gaps_refresh").click().run()  # the real `kbassist gaps --json`
     assert not at.exception, at.exception
-    assert "3 questions analysed; 1 refused or low-confidence, in 1 groups." in _markdown(at)
+    assert "4 questions analysed; 2 refused or low-confidence, in 2 groups." in _markdown(at)
     topics = next(df.value for df in at.dataframe if "most central questions" in df.value.columns)
-    assert list(topics["most central questions"]) == ["Can I pay my invoice with Bitcoin?"]
+    assert set(topics["most central questions"]) == {
+        "Can I pay my invoice with Bitcoin?",
+        "Do you sell travel insurance for cruises?",
+    }
     stale = next(df.value for df in at.dataframe if "review_by" in df.value.columns)
     assert list(stale["doc_id"]) == ["disputes"]

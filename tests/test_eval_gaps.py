@@ -101,3 +101,25 @@ def test_gaps_command_writes_markdown_html_and_json(demo_store: KnowledgeStore, 
 
     missing = CliRunner().invoke(app, ["gaps", "--runs", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_gaps_command_reads_the_apps_interaction_log(demo_store: KnowledgeStore, tmp_path: Path, monkeypatch) -> None:
+    db = tmp_path / "interactions.sqlite"
+    log = InteractionLog(db)
+    chat = log.start_conversation("customer", "SE")
+    for question in CARDS:
+        log.log_question(
+            chat, role="customer", market="SE", question=question, search_query=question, answer="",
+            refused=True, confidence=0.3, doc_ids=[], latency_ms=20.0, generator="extractive",
+        )  # fmt: skip
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(demo_store.settings.data_dir))
+    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+
+    live = CliRunner().invoke(app, ["gaps", "--json"])
+    assert live.exit_code == 0, live.output
+    data = json.loads(live.stdout)
+    assert data["questions"] == len(CARDS) and data["sources"] == {"live": len(CARDS)}
+    assert set(data["clusters"][0]["questions"]) == set(CARDS)
+
+    without = json.loads(CliRunner().invoke(app, ["gaps", "--json", "--no-live"]).stdout)
+    assert without["questions"] == 0 and without["clusters"] == []

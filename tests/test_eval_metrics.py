@@ -149,13 +149,24 @@ def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:
 
 
 def test_gate_parsing_and_direction() -> None:
-    results = {"systems": {"kbassist": {"overall": {"hit@5": {"value": 0.9}, "false_deflection": {"value": 0.1}}}}}
+    overall = {"hit@5": {"value": 0.9}, "false_deflection": {"value": 0.2}, "latency_p95_ms": {"value": 30.0}}
+    results = {"systems": {"kbassist": {"overall": overall}}}
     assert Gate.parse("hit@5=0.85").check(results) is None
-    assert "below" in Gate.parse("hit@5=0.95").check(results)
-    assert "above" in Gate.parse("false_deflection=0.05").check(results)
-    assert "unknown metric" in Gate.parse("nope=1").check(results)
-    with pytest.raises(ValueError):
-        Gate.parse("hit@5")
+    assert Gate.parse("hit@5=0.9").check(results) is None, "the limit itself passes"
+    assert "below its floor" in Gate.parse("hit@5=0.95").check(results)
+    # Lower-is-better metrics: the value is a ceiling (scripts/test gates false_deflection=0.27).
+    assert Gate.parse("false_deflection=0.27").upper_bound and not Gate.parse("hit@5=0.9").upper_bound
+    assert Gate.parse("false_deflection=0.27").check(results) is None
+    assert Gate.parse("false_deflection=0.2").check(results) is None
+    assert "above its ceiling" in Gate.parse("false_deflection=0.15").check(results)
+    assert Gate.parse("latency_p95_ms=50").check(results) is None
+    assert "above its ceiling" in Gate.parse("latency_p95_ms=25").check(results)
+    assert "not measured" in Gate.parse("f1=0.1").check(
+        {"systems": {"kbassist": {"overall": {"f1": {"value": None}}}}}
+    )
+    for bad in ("hit@5", "=0.5", "hit@5=high", "nope=1"):
+        with pytest.raises(ValueError):
+            Gate.parse(bad)
 
 
 def test_compare_flags_only_changes_beyond_the_interval() -> None:

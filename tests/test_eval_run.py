@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from eval.compare import compare, load_results
 from eval.datasets import Dataset, load_demo
+from eval.report import render_report
 from eval.runner import RunResult, load_details, run_eval, write_run
 from kb.store import KnowledgeStore
 from kbassist_cli import app
@@ -92,6 +93,9 @@ def test_llm_answers_are_judged_and_costed(demo_store: KnowledgeStore, tmp_path:
     assert llm["prompt_tokens"] > 100 and llm["completion_tokens"] > 5
     expected = llm["prompt_tokens"] / 1000 * 0.15 + llm["completion_tokens"] / 1000 * 0.6
     assert llm["usd_per_answer"] == pytest.approx(expected, abs=1e-5)
+    page = render_report(results, result.records)
+    assert "<h2>Language model</h2>" in page and f"{llm['usd_per_answer']:.5f}" in page
+    assert f"judged by {settings.llm_model} on {len(answered)} answers" in page
 
 
 def test_compare_flags_a_real_regression(demo_run: tuple[RunResult, Path], tmp_path: Path) -> None:
@@ -121,5 +125,32 @@ def test_cli_fail_under_is_a_ci_gate(demo_store: KnowledgeStore, tmp_path: Path,
     )
     assert passing.exit_code == 0, passing.output
     assert (tmp_path / "b" / "report.html").is_file()
+    # Not a terminal: plain progress lines (what the app's owner workspace turns into a progress bar).
+    assert "progress kbassist 15/15" in passing.output
     bad = runner.invoke(app, [*common, "--out", str(tmp_path / "c"), "--fail-under", "hit@5"])
     assert bad.exit_code == 2
+    typo = runner.invoke(app, [*common, "--out", str(tmp_path / "d"), "--fail-under", "hit5=0.9"])
+    assert typo.exit_code == 2 and "unknown metric" in typo.output
+    assert not (tmp_path / "d").exists(), "a misspelt gate stops the run before it starts"
+
+
+def test_cli_help_explains_gates_defaults_and_sources() -> None:
+    def help_text(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "--help"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.replace("│", " ").split())
+
+    run = help_text("eval", "run")
+    assert "a ceiling for lower-is-better ones" in run and "false_deflection=0.27 fails above 0.27" in run
+    assert "DATA_DIR/eval-runs" in run and "--no-baseline" in run
+    assert "regressed beyond run A's 95% CI" in help_text("eval", "compare")
+    gaps = help_text("gaps")
+    assert "DATA_DIR/eval-runs" in gaps and "KBASSIST_INTERACTIONS_DB" in gaps and "--no-live" in gaps
+
+
+def test_runs_without_out_go_where_gaps_and_the_app_look(tmp_path: Path) -> None:
+    from eval.cli import default_run_dir
+    from kb.settings import Settings
+
+    folder = default_run_dir(Settings(data_dir=tmp_path), "my-set.jsonl")
+    assert folder.parent == tmp_path / "eval-runs" and folder.name.endswith("-my-set")

@@ -12,8 +12,8 @@ from assist.service import Assistant
 from ingest.pipeline import ingest
 from kb.settings import Settings
 from kb.store import KnowledgeStore
+from tests.support.app_kb import write_kb
 from tests.support.chat_server import ChatServer
-from tests.test_assist import KB
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,9 @@ def server() -> Iterator[ChatServer]:
 @pytest.fixture(scope="module")
 def llm_assistant(tmp_path_factory: pytest.TempPathFactory, server: ChatServer) -> Assistant:
     root = tmp_path_factory.mktemp("llm")
-    (root / "docs").mkdir()
-    for name, text in KB.items():
-        (root / "docs" / name).write_text(text)
     settings = Settings(data_dir=root / "data", llm_base_url=server.url, llm_model="test-model", llm_api_key="k")
     store = KnowledgeStore(settings)
-    assert ingest([root / "docs"], store).ok
+    assert ingest([write_kb(root / "docs")], store).ok
     return Assistant(store, settings)
 
 
@@ -101,9 +98,7 @@ def test_endpoint_down_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_assistant_falls_back_to_extractive_when_endpoint_is_down(tmp_path: Path) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "returns-se.md").write_text(KB["returns-se.md"])
+    docs = write_kb(tmp_path / "docs", names=("returns-se.md",))
     settings = Settings(data_dir=tmp_path / "data", llm_base_url="http://127.0.0.1:9/v1", llm_timeout_s=2)
     store = KnowledgeStore(settings)
     ingest([docs], store)

@@ -10,6 +10,7 @@ the app says so instead of offering buttons that cannot work.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,7 +25,6 @@ from kb.settings import Settings
 RESULTS = "results.json"
 REPORT = "report.html"
 GAPS = "gaps.json"
-LOGGED_QUESTIONS = "logged-questions.jsonl"
 
 
 def cli_commands() -> set[str]:
@@ -101,6 +101,18 @@ def _stream(command: list[str], on_line: Callable[[str], None]) -> int:
         return process.wait()
 
 
+_PROGRESS = re.compile(r"^progress (\S+) (\d+)/(\d+)$")
+
+
+def parse_progress(line: str) -> tuple[str, int, int] | None:
+    """``(system, done, total)`` from one of the plain progress lines ``kbassist eval run`` prints
+    when its output is not a terminal (as here, in a child process); ``None`` for any other line."""
+    match = _PROGRESS.match(line.strip())
+    if not match:
+        return None
+    return match.group(1), int(match.group(2)), int(match.group(3))
+
+
 def start_eval_run(dataset: str, out: Path, on_line: Callable[[str], None]) -> int:
     """``kbassist eval run`` of the configured knowledge base in a child process; returns its exit code."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +121,11 @@ def start_eval_run(dataset: str, out: Path, on_line: Callable[[str], None]) -> i
 
 
 def refresh_gaps(settings: Settings, on_line: Callable[[str], None]) -> int:
-    """``kbassist gaps --json`` written to ``eval-runs/gaps.json``; returns the exit code."""
+    """``kbassist gaps --json`` written to ``eval-runs/gaps.json``; returns the exit code.
+
+    The command reads the newest runs under ``eval-runs`` and the interaction log itself (the
+    child process has the app's settings), so the report covers every question logged so far.
+    """
     target = runs_dir(settings) / GAPS
     target.parent.mkdir(parents=True, exist_ok=True)
     completed = subprocess.run(
