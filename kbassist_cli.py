@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -34,14 +36,24 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _open_store(settings: Settings):
-    from kb.store import KnowledgeStore, StoreUnavailable
+@contextmanager
+def _store_errors(hint: str = "") -> Iterator[None]:
+    """Report a store that cannot be reached or written as one line and exit 2, instead of a traceback."""
+    from kb.store import StoreUnavailable
 
     try:
-        return KnowledgeStore(settings)
+        yield
     except StoreUnavailable as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
+        message = f"{str(exc).rstrip('.')}. {hint}" if hint else str(exc)
+        typer.secho(f"error: {message}", fg="red", err=True)
         raise typer.Exit(2) from exc
+
+
+def _open_store(settings: Settings):
+    from kb.store import KnowledgeStore
+
+    with _store_errors():
+        return KnowledgeStore(settings)
 
 
 @app.callback()
@@ -84,8 +96,11 @@ def ingest(
         bar.set_postfix_str(name[-40:])
         bar.update(done - bar.n)
 
-    report = run_ingest(targets, store, prune=prune, progress=progress)
-    bar.close()
+    try:
+        with _store_errors("Documents stored before this are intact; run the same ingest again once it is fixed."):
+            report = run_ingest(targets, store, prune=prune, progress=progress)
+    finally:
+        bar.close()
     for error in report.errors:
         typer.secho(f"error: {error}", fg="red", err=True)
     if as_json:
@@ -99,7 +114,8 @@ def ingest(
 @kb_app.command("list")
 def kb_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the documents in the knowledge base."""
-    docs = _open_store(_settings()).documents()
+    with _store_errors():
+        docs = _open_store(_settings()).documents()
     if as_json:
         typer.echo(json.dumps([asdict(d) for d in docs], indent=2))
         return
@@ -118,7 +134,8 @@ def kb_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 @kb_app.command("stats")
 def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts by audience, market, language and format, and documents past their review date."""
-    stats = _open_store(_settings()).stats()
+    with _store_errors():
+        stats = _open_store(_settings()).stats()
     if as_json:
         typer.echo(json.dumps(asdict(stats), indent=2))
         return
@@ -150,7 +167,8 @@ def ask(
     settings = _settings()
     assistant = Assistant(_open_store(settings), settings)
     try:
-        answer = assistant.ask(question, role=role, market=market, filters=Filters(market, language, product, doc))
+        with _store_errors():
+            answer = assistant.ask(question, role=role, market=market, filters=Filters(market, language, product, doc))
     except (QuestionError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc

@@ -4,6 +4,10 @@ A file that fails to load is reported with its reason and left out; every other 
 in, and the failed file's previous version (if any) stays in the store untouched. All of a
 document's chunks are embedded before anything of it is written, so bad input never leaves a
 half-written document behind.
+
+A store that cannot be written (disk full, read-only folder, server gone) stops the run with
+:class:`kb.store.StoreUnavailable`: every later write would fail the same way. The documents
+written before stay as they were, and running the same ingest again finishes the job.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from ingest.errors import LoadError
 from ingest.loaders import LoadedDocument, file_digest, is_supported, load_document
 from kb.embedding import EMBEDDING_ID
 from kb.models import Chunk, DocumentRecord
-from kb.store import KnowledgeStore
+from kb.store import KnowledgeStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +140,13 @@ def ingest(
             )
             items.append((record, chunks, vectors[offset : offset + len(chunks)]))
             offset += len(chunks)
-        store.replace_documents(items)
+        try:
+            store.replace_documents(items)
+        except StoreUnavailable:
+            log.info(
+                "ingest stopped by a failed store write while writing: %s", ", ".join(d.doc_id for d, _ in pending)
+            )
+            raise
         for doc, chunks in pending:
             report.chunks_written += len(chunks)
             (report.updated if doc.doc_id in known else report.added).append(doc.doc_id)

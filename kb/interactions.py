@@ -10,6 +10,10 @@ lists the steps from an empty file to the current schema. Opening a file applies
 steps in one transaction; a file written by a newer release is refused rather than guessed at.
 Each call opens its own short-lived connection (WAL mode), so the web app's threads and a
 separate reporting process can share one file.
+
+Every write is one transaction, so a write that fails (disk full, read-only folder) leaves the
+file as it was; the failure is raised as :class:`InteractionLogUnavailable` with the reason the
+operating system gives, for the app to show instead of a traceback.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import sqlite3
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from kb.diskcheck import disk_problem
 from kb.redact import redact
 
 log = logging.getLogger(__name__)
@@ -97,8 +102,17 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# SQLite primary result codes that are about the file or its disk, not about the SQL:
+# PERM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB.
+_FILE_ERRORS = frozenset({3, 8, 10, 11, 13, 14, 26})
+
+
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer release; opening it could corrupt it."""
+
+
+class InteractionLogUnavailable(RuntimeError):
+    """The interaction log cannot be opened or written (read-only or full disk, damaged file)."""
 
 
 def _now() -> str:
@@ -193,17 +207,34 @@ class InteractionLog:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InteractionLogUnavailable(
+                f"the interaction log {self.path} is unavailable: {exc.strerror or exc}"
+            ) from exc
         self.schema_version = self._migrate()
+
+    def _unavailable(self, exc: sqlite3.Error) -> InteractionLogUnavailable:
+        """SQLite says "disk I/O error" or "unable to open database file"; the folder says why."""
+        reason = disk_problem(self.path.parent) or str(exc)
+        return InteractionLogUnavailable(f"the interaction log {self.path} is unavailable: {reason}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 10000")
             yield conn
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _FILE_ERRORS:
+                raise self._unavailable(exc) from exc
+            raise
         finally:
             conn.close()
 
@@ -214,7 +245,11 @@ class InteractionLog:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may already have rolled back (it does on a full disk or an I/O error); a
+                # second ROLLBACK would then fail and hide the error that matters.
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 

@@ -42,6 +42,22 @@ class Settings(BaseSettings):
         default=None, description="Use a Chroma server (http://host:port) instead of the embedded store."
     )
     collection: str = Field(default="kbassist", description="Chroma collection holding the chunks.")
+    # A Chroma server that stops answering mid-run (restart, network blip) is retried; the embedded store is not.
+    chroma_retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="Retries of a Chroma server request that could not connect, before giving up (0: fail at once).",
+    )
+    chroma_retry_backoff_s: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=30.0,
+        description="Wait before the first retry; it doubles on each further retry, with jitter.",
+    )
+    chroma_retry_max_backoff_s: float = Field(
+        default=4.0, ge=0.0, le=120.0, description="Longest wait between two retries of a Chroma server request."
+    )
 
     embedding_model: Literal["minilm-int8"] = "minilm-int8"
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)

@@ -8,23 +8,41 @@ on re-run: (1) upsert the new chunks (ids are content-derived, so unchanged chun
 rewritten in place), (2) delete that document's chunks that are not in the new set, (3) write
 the registry record last. Until step 3 the registry still holds the old hash, so the next run
 redoes the document; step 2 reads the store, not the registry, so no orphan survives.
+
+Every call into Chroma goes through :meth:`KnowledgeStore._call` (the collections the store
+exposes are wrapped, so callers that use ``store.chunks`` directly get the same handling):
+
+- With a server, a request that fails to connect (server restarting, connection dropped) is
+  retried with capped, jittered exponential backoff, then reported as :class:`StoreUnavailable`
+  naming the URL. Retrying writes is safe for the same reason re-running an ingest is: chunk ids
+  are content-derived and the write order above converges. Other errors are not retried.
+- A write that fails (disk full, read-only folder) raises :class:`StoreWriteError` with the
+  reason the operating system gives, which Chroma's own message leaves out. What was written
+  before stays consistent, by the write order above.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 import chromadb
+import httpx
 import numpy as np
+from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import InternalError
 
+from kb.diskcheck import disk_problem
 from kb.embedding import MiniLMEmbedding, get_embedding_function
 from kb.models import Chunk, DocumentRecord
 from kb.settings import Settings
@@ -34,8 +52,102 @@ log = logging.getLogger(__name__)
 _REGISTRY_SUFFIX = "__documents"
 
 
+T = TypeVar("T")
+
+# What chromadb's HttpClient lets through when the server is down or drops the connection: it
+# raises httpx's transport errors unchanged (ConnectError "[Errno 111] Connection refused" for
+# a stopped server; ReadError/RemoteProtocolError for one that dies mid-request). httpx's
+# UnsupportedProtocol and ProxyError are configuration mistakes, so they are not in this list.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.NetworkError,
+    httpx.TimeoutException,
+    httpx.RemoteProtocolError,
+    ConnectionError,
+)
+_READS = frozenset({"get", "query", "count", "peek"})
+_WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})
+
+
 class StoreUnavailable(RuntimeError):
     """The configured Chroma cannot be reached or opened."""
+
+
+class StoreWriteError(StoreUnavailable):
+    """A write to the store failed (disk full, read-only folder); earlier writes are intact."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a request that could not reach the server is repeated."""
+
+    retries: int
+    backoff_s: float
+    max_backoff_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.chroma_retries, settings.chroma_retry_backoff_s, settings.chroma_retry_max_backoff_s)
+
+    def delay(self, retry: int, rng: Callable[[], float] = random.random) -> float:
+        """Wait before retry number ``retry`` (0-based): doubling, capped, then jittered down to half.
+
+        Jitter keeps many clients that lost the same server from all reconnecting at once.
+        """
+        step = min(self.max_backoff_s, self.backoff_s * 2.0**retry)
+        return step * (0.5 + 0.5 * rng())
+
+    @property
+    def max_total_wait_s(self) -> float:
+        """Upper bound of the time spent waiting before giving up."""
+        return sum(min(self.max_backoff_s, self.backoff_s * 2.0**i) for i in range(self.retries))
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    return isinstance(exc, CONNECTION_ERRORS)
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    server: str,
+    operation: str,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] = random.random,
+) -> T:
+    """Run ``call``; repeat it while the server cannot be reached, then raise :class:`StoreUnavailable`.
+
+    Only connection failures are repeated: an error the server answered with (bad argument,
+    missing collection) would fail the same way again.
+    """
+    started = time.monotonic()
+    for attempt in range(policy.retries + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_connection_failure(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            if attempt == policy.retries:
+                waited = time.monotonic() - started
+                attempts = f"{attempt + 1} attempt" + ("s" if attempt else "")
+                raise StoreUnavailable(
+                    f"cannot reach the Chroma server at {server} ({reason}; gave up after {attempts}"
+                    f" in {waited:.1f}s). Check that the server is running and that KBASSIST_CHROMA_URL points"
+                    " to it, then try again."
+                ) from exc
+            delay = policy.delay(attempt, rng)
+            log.warning(
+                "chroma request failed, retrying operation=%s server=%s attempt=%d/%d wait_s=%.2f error=%s",
+                operation,
+                server,
+                attempt + 1,
+                policy.retries + 1,
+                delay,
+                reason,
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")  # the loop either returns or raises
 
 
 @dataclass(frozen=True)
@@ -67,7 +179,33 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
     except OSError as exc:
-        raise StoreUnavailable(f"cannot open the store at {settings.chroma_path}: {exc}") from exc
+        raise StoreUnavailable(f"cannot open the store at {settings.chroma_path}: {exc.strerror or exc}") from exc
+    except InternalError as exc:  # opening writes (migrations, log replay): a read-only or full disk fails here
+        reason = disk_problem(settings.chroma_path) or str(exc)
+        raise StoreUnavailable(f"cannot open the store at {settings.chroma_path}: {reason}") from exc
+
+
+class _GuardedCollection:
+    """A Chroma collection whose reads and writes go through :meth:`KnowledgeStore._call`.
+
+    Exposed as ``store.chunks`` and ``store.registry`` so code that queries the collections
+    directly gets the same retries and error reporting as the store's own methods.
+    """
+
+    def __init__(self, collection: Collection, guard: Callable[..., Any]) -> None:
+        self._collection = collection
+        self._guard = guard
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # private and dunder lookups (copy, pickle) never reach the collection
+            raise AttributeError(name)
+        attr = getattr(self._collection, name)
+        if name in _READS or name in _WRITES:
+            return functools.partial(self._guard, f"{self._collection.name}.{name}", attr, name in _WRITES)
+        return attr
+
+    def __repr__(self) -> str:
+        return f"guarded {self._collection!r}"
 
 
 class KnowledgeStore:
@@ -76,18 +214,62 @@ class KnowledgeStore:
     def __init__(self, settings: Settings, client: chromadb.ClientAPI | None = None) -> None:
         self.settings = settings
         self.client = client or open_client(settings)
+        client_settings = self.client.get_settings()
+        self.is_server = client_settings.chroma_api_impl.endswith(".FastAPI")  # what HttpClient talks through
+        # Where the data lives, for error messages: the server URL or the embedded store's folder.
+        self.location = str(settings.chroma_path)
+        if self.is_server:
+            self.location = settings.chroma_url or (
+                f"http://{client_settings.chroma_server_host}:{client_settings.chroma_server_http_port}"
+            )
+        self.retry_policy = RetryPolicy.from_settings(settings)
         self.embedder: MiniLMEmbedding = get_embedding_function(settings.embedding_model, settings.embedding_batch_size)
-        self.chunks = self.client.get_or_create_collection(
+        chunks = self._call(
+            "open chunks",
+            self.client.get_or_create_collection,
+            True,
             settings.collection,
             embedding_function=self.embedder,  # type: ignore[arg-type]
             configuration={"hnsw": {"space": "cosine"}},
             metadata={"embedding_model": settings.embedding_model},
         )
         # The registry holds metadata only; Chroma requires a vector, so every record gets [1.0].
-        self.registry = self.client.get_or_create_collection(
-            settings.collection + _REGISTRY_SUFFIX, embedding_function=None, configuration={"hnsw": {"space": "l2"}}
+        registry = self._call(
+            "open registry",
+            self.client.get_or_create_collection,
+            True,
+            settings.collection + _REGISTRY_SUFFIX,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "l2"}},
         )
-        self._max_batch = max(1, min(self.client.get_max_batch_size(), 2048))
+        self._registry = registry
+        self.chunks = cast(Collection, _GuardedCollection(chunks, self._call))
+        self.registry = cast(Collection, _GuardedCollection(registry, self._call))
+        self._max_batch = max(1, min(self._call("max batch size", self.client.get_max_batch_size, False), 2048))
+
+    def _call(self, operation: str, fn: Callable[..., T], write: bool, /, *args: Any, **kwargs: Any) -> T:
+        """Call Chroma: retried while a server cannot be reached; failed writes name the OS reason.
+
+        The embedded store runs in this process, so it is never retried: its failures do not go
+        away by waiting.
+        """
+        return self._invoke(operation, lambda: fn(*args, **kwargs), write, self.retry_policy)
+
+    def _invoke(self, operation: str, call: Callable[[], T], write: bool, policy: RetryPolicy) -> T:
+        try:
+            if self.is_server:
+                return call_with_retries(call, policy, server=self.location, operation=operation)
+            return call()
+        except (InternalError, OSError) as exc:
+            if not write:
+                raise
+            if self.is_server:
+                reason = str(exc)
+            else:
+                reason = disk_problem(self.settings.chroma_path) or (
+                    exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                )
+            raise StoreWriteError(f"cannot write to the store at {self.location}: {reason}") from exc
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -108,11 +290,27 @@ class KnowledgeStore:
         Cheap to read (collection metadata), so caches built from the chunks (the BM25 index)
         can check it on every query.
         """
-        meta = self.client.get_collection(self.registry.name).metadata or {}
-        return str(meta.get("revision", ""))
+        registry = self._call("revision", self.client.get_collection, False, self.registry.name)
+        return str((registry.metadata or {}).get("revision", ""))
 
     def _bump_revision(self) -> None:
         self.registry.modify(metadata={"revision": uuid.uuid4().hex})
+
+    def _bump_revision_after_failure(self) -> None:
+        """A failed write may have changed part of the store: caches keyed on the revision must rebuild.
+
+        Best effort and tried once: when the store takes no writes, the revision stays, and the
+        next successful write (the re-run) changes it.
+        """
+        try:
+            self._invoke(
+                "revision",
+                lambda: self._registry.modify(metadata={"revision": uuid.uuid4().hex}),
+                True,
+                RetryPolicy(retries=0, backoff_s=0.0, max_backoff_s=0.0),
+            )
+        except StoreUnavailable as exc:
+            log.info("revision not updated after a failed write location=%s: %s", self.location, exc)
 
     # -- chunks -------------------------------------------------------------------------------
 
@@ -129,8 +327,12 @@ class KnowledgeStore:
         Documents are written one after the other in the crash-safe order (module docstring);
         the revision token changes once for the whole group.
         """
-        for record, chunks, embeddings in items:
-            self._write_document(record, chunks, embeddings)
+        try:
+            for record, chunks, embeddings in items:
+                self._write_document(record, chunks, embeddings)
+        except Exception:
+            self._bump_revision_after_failure()
+            raise
         if items:
             self._bump_revision()
 
@@ -157,8 +359,12 @@ class KnowledgeStore:
     def delete_document(self, doc_id: str) -> int:
         """Remove a document's chunks, then its registry record. Returns chunks removed."""
         ids = self.chunk_ids(doc_id)
-        self._delete_chunks(ids)
-        self.registry.delete(ids=[doc_id])
+        try:
+            self._delete_chunks(ids)
+            self.registry.delete(ids=[doc_id])
+        except Exception:
+            self._bump_revision_after_failure()
+            raise
         self._bump_revision()
         log.info("deleted doc_id=%s chunks=%d", doc_id, len(ids))
         return len(ids)

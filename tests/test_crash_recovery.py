@@ -16,13 +16,7 @@ from ingest.pipeline import ingest
 from kb.bundled import demo_docs_path
 from kb.settings import Settings
 from kb.store import KnowledgeStore
-
-
-def _snapshot(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    store = KnowledgeStore(Settings(data_dir=data_dir))
-    got = store.chunks.get(include=["documents"])
-    chunks = dict(zip(got["ids"], got["documents"], strict=True))
-    return chunks, {d.doc_id: d.chunk_count for d in store.documents()}
+from tests.support.stores import snapshot
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clean(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, int]]:
     data_dir = tmp_path_factory.mktemp("clean")
     assert ingest([corpus], KnowledgeStore(Settings(data_dir=data_dir))).ok
-    return _snapshot(data_dir)
+    return snapshot(data_dir)
 
 
 def test_killed_ingest_converges(corpus: Path, clean, tmp_path: Path) -> None:
@@ -57,10 +51,10 @@ def test_killed_ingest_converges(corpus: Path, clean, tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         if (data_dir / "chroma").exists():
-            partial_states.append(len(_snapshot(data_dir)[1]))
+            partial_states.append(len(snapshot(data_dir)[1]))
         report = ingest([corpus], KnowledgeStore(Settings(data_dir=data_dir)))
         assert report.ok
-        chunks, registry = _snapshot(data_dir)
+        chunks, registry = snapshot(data_dir)
         assert registry == clean[1]
         assert chunks == clean[0], "same chunk ids and texts, no duplicates, no orphans"
     assert any(0 < docs < len(clean[1]) for docs in partial_states), f"no kill landed mid-ingest: {partial_states}"
