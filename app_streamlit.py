@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kb.interactions import SchemaTooNew
+from kb.interactions import InteractionLogUnavailable, SchemaTooNew
 from kb.store import StoreUnavailable
 from webui import agent, customer, owner
 from webui.services import WORKSPACES, Services, get_services
@@ -21,7 +21,7 @@ PAGES = {"agent": agent.render, "customer": customer.render, "owner": owner.rend
 def _services() -> Services:
     try:
         return get_services()
-    except (StoreUnavailable, SchemaTooNew, ValueError) as exc:
+    except (StoreUnavailable, InteractionLogUnavailable, SchemaTooNew, ValueError) as exc:
         st.error(f"The knowledge base cannot be opened: {exc}")
         st.stop()
         raise  # unreachable: st.stop() ends the run

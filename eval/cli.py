@@ -43,24 +43,27 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def _knowledge_base(settings: Settings, docs: Path | None) -> Iterator[Any]:
-    """The configured knowledge base, or ``docs`` ingested into a throw-away one."""
+    """The configured knowledge base, or ``docs`` ingested into a throw-away one.
+
+    A store that fails while in use (a server gone for longer than its retries, a full disk)
+    ends the command with one line, here, for every command that uses a knowledge base.
+    """
+    from ingest.pipeline import ingest
     from kb.store import KnowledgeStore, StoreUnavailable
 
-    if docs is None:
-        try:
+    try:
+        if docs is None:
             yield KnowledgeStore(settings)
-        except StoreUnavailable as exc:
-            raise _fail(str(exc)) from exc
-        return
-    from ingest.pipeline import ingest
-
-    with tempfile.TemporaryDirectory(prefix="kbassist-eval-") as tmp:
-        isolated = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None, "collection": "eval"})
-        store = KnowledgeStore(isolated)
-        typer.echo(f"ingesting {docs} into a temporary knowledge base…", err=True)
-        report = ingest([docs], store)
-        typer.echo(report.summary(), err=True)
-        yield store
+            return
+        with tempfile.TemporaryDirectory(prefix="kbassist-eval-") as tmp:
+            isolated = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None, "collection": "eval"})
+            store = KnowledgeStore(isolated)
+            typer.echo(f"ingesting {docs} into a temporary knowledge base…", err=True)
+            report = ingest([docs], store)
+            typer.echo(report.summary(), err=True)
+            yield store
+    except StoreUnavailable as exc:
+        raise _fail(str(exc)) from exc
 
 
 def _print_headline(results: dict[str, Any]) -> None:

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     chroma_retry_max_backoff_s: float = Field(
         default=4.0, ge=0.0, le=120.0, description="Longest wait between two retries of a Chroma server request."
     )
+    chroma_timeout_s: float = Field(
+        default=15.0,
+        gt=0.0,
+        le=600.0,
+        description="Longest wait for one Chroma server request; a server that does not answer in time is retried.",
+    )
 
     embedding_model: Literal["minilm-int8"] = "minilm-int8"
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)

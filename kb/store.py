@@ -169,12 +169,22 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise StoreUnavailable(f"KBASSIST_CHROMA_URL must look like http://host:8000, got {settings.chroma_url!r}")
         port = url.port or (443 if url.scheme == "https" else 8000)
+        heartbeat = f"{url.scheme}://{url.hostname}:{port}/api/v2/heartbeat"
         try:
-            return chromadb.HttpClient(
+            # chromadb's client talks to the server while it is created, with no time limit: a
+            # server that accepts connections but never answers would hang this process for good.
+            httpx.get(heartbeat, timeout=settings.chroma_timeout_s).raise_for_status()
+            client = chromadb.HttpClient(
                 host=url.hostname, port=port, ssl=url.scheme == "https", settings=chroma_settings
             )
+        except httpx.TimeoutException as exc:
+            raise StoreUnavailable(
+                f"the Chroma server at {settings.chroma_url} did not answer within {settings.chroma_timeout_s:g}s"
+            ) from exc
         except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
             raise StoreUnavailable(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+        _limit_request_time(client, settings.chroma_timeout_s)
+        return client
     try:
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
@@ -183,6 +193,19 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
     except InternalError as exc:  # opening writes (migrations, log replay): a read-only or full disk fails here
         reason = disk_problem(settings.chroma_path) or str(exc)
         raise StoreUnavailable(f"cannot open the store at {settings.chroma_path}: {reason}") from exc
+
+
+def _limit_request_time(client: chromadb.ClientAPI, seconds: float) -> None:
+    """Give every request of a server client a time limit (chromadb leaves it unlimited).
+
+    A request that runs out of time raises ``httpx.TimeoutException``, which the store retries
+    like a refused connection, so a hung server becomes a clear error instead of a hung query.
+    """
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(seconds)
+    else:  # a chromadb release that keeps its HTTP session elsewhere: say so rather than hang silently
+        log.warning("cannot set a request time limit on this chromadb client; a hung server will block")
 
 
 class _GuardedCollection:

@@ -186,6 +186,29 @@ def test_stopped_server_is_a_clear_error_after_retries_and_the_same_assistant_re
     assert [c.chunk_id for c in after.citations] == [c.chunk_id for c in before.citations]
 
 
+def test_a_hung_server_times_out_is_retried_then_reported_and_recovers(
+    server: ChromaServer, server_settings: Settings, docs_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = server_settings.model_copy(update={"chroma_timeout_s": 0.5})
+    store = KnowledgeStore(settings)
+    assert ingest([docs_dir], store).ok
+    assistant = Assistant(store, settings)
+    before = assistant.ask(QUESTION, role="customer")
+
+    server.pause()
+    try:
+        caplog.set_level(logging.WARNING, logger="kb.store")
+        with pytest.raises(StoreUnavailable, match=f"cannot reach the Chroma server at {server.url}") as failed:
+            assistant.ask(QUESTION, role="customer")
+        assert isinstance(failed.value.__cause__, httpx.TimeoutException)
+        assert len(_retry_records(caplog)) == RETRIES
+        with pytest.raises(StoreUnavailable, match=r"did not answer within 0\.5s"):
+            KnowledgeStore(settings)  # opening a store against a hung server fails too, in bounded time
+    finally:
+        server.resume()
+    assert assistant.ask(QUESTION, role="customer").text == before.text
+
+
 def test_write_to_a_stopped_server_is_retried_then_reported(
     server: ChromaServer, server_settings: Settings, docs_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -239,6 +262,37 @@ def test_cli_reports_a_server_stopped_mid_run_in_one_line(
     assert "Traceback" not in result.output
 
 
+def test_eval_run_reports_a_server_stopped_mid_run_in_one_line(
+    server: ChromaServer, server_settings: Settings, docs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kb.store
+
+    assert ingest([docs_dir], KnowledgeStore(server_settings)).ok
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": QUESTION, "role": "customer", "answerable": True}) + "\n")
+    for name, value in {
+        **RETRY_ENV,
+        "KBASSIST_CHROMA_URL": server.url,
+        "KBASSIST_COLLECTION": server_settings.collection,
+        "KBASSIST_DATA_DIR": str(server_settings.data_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    def open_then_stop_server(settings: Settings) -> KnowledgeStore:
+        store = KnowledgeStore(settings)
+        server.stop()
+        return store
+
+    monkeypatch.setattr(kb.store, "KnowledgeStore", open_then_stop_server)
+    argv = ["eval", "run", "--dataset", str(questions), "--current-kb", "--no-baseline", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(kbassist_cli.app, argv)
+    assert not server.running
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), "an exit, not an unhandled exception"
+    assert error_lines(result.stderr)[-1].startswith(f"error: cannot reach the Chroma server at {server.url}")
+    assert "Traceback" not in result.output
+
+
 def test_app_workspaces_show_an_error_while_the_server_is_down(
     server: ChromaServer, server_settings: Settings, docs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -271,6 +325,12 @@ def test_app_workspaces_show_an_error_while_the_server_is_down(
         chat.run()
         assert not chat.exception, chat.exception
         assert [e.value for e in chat.error] == [customer.UNAVAILABLE], "customers see no internal details"
+
+        owner = AppTest.from_file(APP, default_timeout=120)
+        owner.query_params["workspace"] = "owner"
+        owner.run()
+        assert not owner.exception, owner.exception
+        assert any("cannot reach the Chroma server" in e.value for e in owner.error)
 
         server.start()
         chat.run()

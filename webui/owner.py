@@ -3,6 +3,7 @@ find coverage gaps, and read what agents and customers made of the answers."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +11,13 @@ import streamlit as st
 
 from ingest.loaders import READERS, SIDECAR_SUFFIX
 from ingest.pipeline import IngestReport, ingest
+from kb.interactions import InteractionLogUnavailable
 from kb.settings import Settings
+from kb.store import StoreUnavailable
 from webui import evaluation
 from webui.services import Services
+
+log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in READERS} | {"yaml"})
 
@@ -37,6 +42,15 @@ def save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
 
 
 def render(services: Services) -> None:
+    try:
+        _render(services)
+    except (StoreUnavailable, InteractionLogUnavailable) as exc:
+        # An ingest cut short by a full disk or a lost server: what was stored before is intact.
+        log.error("owner workspace failed: %s", exc)
+        st.error(f"The knowledge base can't be used right now: {exc}", icon=":material/error:")
+
+
+def _render(services: Services) -> None:
     st.title("Knowledge base")
     documents, quality, gaps, feedback = st.tabs(["Documents", "Evaluation", "Coverage gaps", "Feedback & deflection"])
     with documents:

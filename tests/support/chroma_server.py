@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -51,9 +53,19 @@ class ChromaServer:
         self.stop()
         raise RuntimeError(f"chroma run did not answer on {self.url} within {START_TIMEOUT_S:.0f}s")
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are accepted by the kernel, nothing answers."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is None:
             return
+        os.kill(self._proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
         self._proc.terminate()
         try:
             self._proc.wait(timeout=20)
