@@ -42,11 +42,15 @@ AUDIENCE = {
 }
 
 
+def _quoted(text: str) -> str:
+    """Text with its angle brackets neutralised, so nothing in it can open or close a fence."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
 def fence(passage_number: int, passage: Passage) -> str:
     """A passage as quoted data; tag-like text inside it cannot close the fence."""
-    body = passage.text.replace("<", "‹").replace(">", "›")
-    title = str(passage.metadata.get("title", "")).replace('"', "'")
-    return f'<passage id="{passage_number}" title="{title}">\n{body}\n</passage>'
+    title = _quoted(str(passage.metadata.get("title", ""))).replace('"', "'")
+    return f'<passage id="{passage_number}" title="{title}">\n{_quoted(passage.text)}\n</passage>'
 
 
 def validate_citations(text: str, n_passages: int) -> tuple[str, list[int], list[str]]:
@@ -107,7 +111,9 @@ class LLMGenerator:
         context = "\n\n".join(fence(i, p) for i, p in enumerate(passages, start=1))
         return [
             {"role": "system", "content": system},
-            {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"},
+            # The asker's words are neutralised like the passages: a typed "</passage>" cannot
+            # pose as a passage of the knowledge base.
+            {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {_quoted(question)}"},
         ]
 
     def generate(

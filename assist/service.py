@@ -7,7 +7,9 @@ comes back; none of them decides anything about answering.
 from __future__ import annotations
 
 import logging
+import re
 import time
+import unicodedata
 from collections.abc import Sequence
 
 from assist.access import Filters, audiences_for
@@ -31,8 +33,49 @@ ESCALATION_QUERY = "no policy covers the case what to do escalate to team lead e
 REPLY_OPENING = "Thanks for getting in touch."
 
 
+# A run of characters without a space this long is a paste accident (a token, a blob, a
+# minified URL), not a word: it would only dilute the search and answer nothing.
+MAX_WORD_CHARS = 256
+# Scripts written without spaces between words: a long run in them is an ordinary sentence.
+_UNSPACED_SCRIPTS = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = re.compile(f"[^\\s{_UNSPACED_SCRIPTS}]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Control characters other than whitespace (tabs, newlines and the like are collapsed instead).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+
+
 class QuestionError(ValueError):
     """The question cannot be processed as given (empty, too long, malformed)."""
+
+
+def validate_question(question: object, max_chars: int) -> str:
+    """The question with its whitespace collapsed, or :class:`QuestionError` saying what is wrong.
+
+    Checked here, before any search, because malformed text fails deep inside the embedder or
+    the store (a lone surrogate is not encodable) or, worse, is answered silently. Messages
+    never repeat the question: they end up on consoles and in error reports.
+    """
+    if not isinstance(question, str):
+        raise QuestionError("the question must be text")
+    if _SURROGATE.search(question):
+        raise QuestionError(
+            "the question is not valid Unicode text (it holds an unpaired surrogate, usually from "
+            "wrongly decoded bytes); type or paste it again"
+        )
+    control = _CONTROL.search(question)
+    if control:
+        raise QuestionError(f"the question contains a control character (U+{ord(control.group()):04X}); remove it")
+    question = " ".join(question.split())
+    if len(question) > max_chars:
+        raise QuestionError(f"the question is {len(question)} characters long; the limit is {max_chars}")
+    if not any(unicodedata.category(ch)[0] not in "CZ" for ch in question):  # nothing visible, e.g. only U+200B
+        raise QuestionError("the question is empty")
+    longest = max((len(w) for w in _WORD.findall(question)), default=0)
+    if longest > MAX_WORD_CHARS:
+        raise QuestionError(
+            f"the question contains a {longest}-character word; words are limited to {MAX_WORD_CHARS} characters"
+        )
+    return question
 
 
 class Assistant:
@@ -50,16 +93,7 @@ class Assistant:
 
     def _validate(self, question: str, role: str) -> str:
         audiences_for(role)
-        if not isinstance(question, str):
-            raise QuestionError("the question must be text")
-        question = " ".join(question.split())
-        if not question:
-            raise QuestionError("the question is empty")
-        if len(question) > self.settings.max_question_chars:
-            raise QuestionError(
-                f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
-            )
-        return question
+        return validate_question(question, self.settings.max_question_chars)
 
     def search_query(self, question: str, conversation: Sequence[Turn]) -> str:
         if conversation and is_follow_up(question) and hasattr(self.generator, "rewrite_query"):

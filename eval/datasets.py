@@ -10,7 +10,9 @@ metrics. A line holds::
      "category": str, "filters": {"doc_id": ...} (optional)}
 
 ``answerable`` is false when the knowledge base has no answer; ``restricted`` marks a question
-only agent or internal documents answer, so a customer asking it must be refused.
+only agent or internal documents answer, so a customer asking it must be refused. Other keys are
+ignored by the loader; the adversarial set adds ``secrets``, the exact strings of its target
+document that must never reach a customer's answer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from ingest.loaders import slugify
 
 POLICYQA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval" / "policyqa-dev"
 ROLES = ("customer", "agent", "internal")
+# Bundled sets written against the demo knowledge base: loaded by name, they bring its documents,
+# so ``kbassist eval run --dataset adversarial`` measures the same store the questions target.
+DEMO_SETS = ("demo", "adversarial")
 
 
 class DatasetError(ValueError):
@@ -133,11 +138,13 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("eval") / "datasets" / f"{name}.jsonl"))
 
 
-def load_demo() -> Dataset:
-    """The demo knowledge base's own question set, with the demo documents."""
+def load_demo(name: str = "demo") -> Dataset:
+    """A question set of the demo knowledge base (``demo`` or ``adversarial``), with the demo documents."""
     from kb.bundled import demo_docs_path
 
-    return Dataset("demo", read_jsonl(bundled_path("demo")), demo_docs_path())
+    if name not in DEMO_SETS:
+        raise DatasetError(f"{name!r} is not a demo question set (use one of: {', '.join(DEMO_SETS)})")
+    return Dataset(name, read_jsonl(bundled_path(name)), demo_docs_path())
 
 
 def load_policyqa(folder: Path = POLICYQA_DIR, filtered: bool = True) -> Dataset:
@@ -173,9 +180,9 @@ def load_policyqa(folder: Path = POLICYQA_DIR, filtered: bool = True) -> Dataset
 
 
 def load_dataset(name_or_path: str, policyqa_dir: Path = POLICYQA_DIR) -> Dataset:
-    """``demo``, ``policyqa[-unfiltered]``, a PolicyQA-format folder, a bundled set by name, or a JSONL path."""
-    if name_or_path == "demo":
-        return load_demo()
+    """``demo``, ``adversarial``, ``policyqa[-unfiltered]``, a PolicyQA-format folder, a bundled set by name, or a JSONL path."""
+    if name_or_path in DEMO_SETS:
+        return load_demo(name_or_path)
     if name_or_path in ("policyqa", "policyqa-unfiltered"):
         return load_policyqa(policyqa_dir, filtered=name_or_path == "policyqa")
     path = Path(name_or_path)
@@ -187,5 +194,5 @@ def load_dataset(name_or_path: str, policyqa_dir: Path = POLICYQA_DIR) -> Datase
     if bundled.is_file():
         return Dataset(name_or_path, read_jsonl(bundled), None)
     raise DatasetError(
-        f"unknown dataset {name_or_path!r} (use demo, policyqa, policyqa-unfiltered, or a path to a .jsonl file)"
+        f"unknown dataset {name_or_path!r} (use demo, adversarial, policyqa, policyqa-unfiltered, or a path to a .jsonl file)"
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from kb.models import Chunk
 from kb.tokens import count_tokens
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: loaders drop HTML comments; repeated headings keep reading order; heading-only docs keep text
 PATH_SEPARATOR = " > "
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -107,11 +107,15 @@ def _split_oversized(text: str, budget: int) -> list[str]:
         pieces = [p for p in splitter.split(text) if p]
         if len(pieces) > 1:
             return [out for part in _pack_strings(pieces, budget) for out in _split_oversized(part, budget)]
-    # One unbroken run of characters: cut by binary search on the token count.
+    # One unbroken run of characters: cut by binary search on the token count. The upper end is
+    # found by doubling from the budget, so each cut tokenizes about one piece's worth of text:
+    # searching the whole remainder made a long run (a base64 image in Markdown) quadratic.
     out: list[str] = []
     rest = text
     while rest:
-        lo, hi = 1, len(rest)
+        lo, hi = 1, min(len(rest), budget)
+        while hi < len(rest) and count_tokens(rest[:hi]) <= budget:
+            lo, hi = hi, min(len(rest), hi * 2)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if count_tokens(rest[:mid]) <= budget:
@@ -182,12 +186,21 @@ def chunk_text(
 ) -> list[Chunk]:
     """Chunk a cleaned document. Ids are deterministic: same input, same ids."""
     metadata = metadata or {}
-    sections: dict[tuple[str, ...], list[Unit]] = {}
-    for unit in parse_units(text):
-        sections.setdefault(unit.path, []).append(unit)
+    # Consecutive units under the same heading path form a section. A heading repeated later
+    # ("## Example" twice) starts a new one: merging them would move text out of reading order.
+    sections: list[tuple[tuple[str, ...], list[Unit]]] = []
+    parsed = parse_units(text)
+    if not parsed:  # headings only (a one-line notice written as a title): the headings are the content
+        lines = [m.group(2) if (m := _HEADING.match(ln.strip())) else ln.strip() for ln in text.split("\n")]
+        parsed = [Unit((), "para", ln) for ln in lines if ln]
+    for unit in parsed:
+        if sections and sections[-1][0] == unit.path:
+            sections[-1][1].append(unit)
+        else:
+            sections.append((unit.path, [unit]))
     chunks: list[Chunk] = []
     seen: set[str] = set()
-    for path, units in sections.items():
+    for path, units in sections:
         section = PATH_SEPARATOR.join(path) or title
         prefix = section + "\n\n"
         budget = spec.max_tokens - count_tokens(prefix)

@@ -57,19 +57,27 @@ def doc_id_for(path: Path, root: Path) -> str:
 
 
 def _decode(data: bytes) -> str:
+    """The file's text with Unix line ends and no leading byte order mark.
+
+    Front matter is recognised by its ``---`` lines at the very start, so a file saved with
+    Windows line ends, or with its BOM doubled by a second conversion, must not hide it: the
+    metadata (audience above all) would silently fall back to defaults and the YAML become text.
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16")
+            text = data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise LoadError(f"invalid UTF-16 text: {exc.reason} at byte {exc.start}") from exc
-    if b"\x00" in data[:8192]:
+    elif b"\x00" in data[:8192]:
         raise LoadError("binary content, not text (NUL bytes)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LoadError(
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); re-save the file as UTF-8"
-        ) from exc
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise LoadError(
+                f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); re-save the file as UTF-8"
+            ) from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
 
 
 def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -84,6 +92,11 @@ def _parse_yaml(source: str, what: str) -> dict[str, Any]:
         data = yaml.safe_load(source) or {}
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid {what}: {str(exc).splitlines()[0]}") from exc
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # Well-formed YAML whose value cannot be built: an impossible date (2027-02-30), an
+        # integer too long to convert, absurd nesting. One bad file must not stop the run.
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LoadError(f"invalid {what}: a value cannot be read ({reason})") from exc
     if not isinstance(data, dict):
         raise LoadError(f"invalid {what}: expected key: value pairs")
     return data
@@ -97,8 +110,16 @@ def _read_markdown(data: bytes) -> tuple[str, dict[str, Any]]:
     return body, meta
 
 
+def _list_start(value: Any) -> int:
+    """The number an ``<ol start=...>`` counts from; browsers ignore a value that is not a number."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return 1
+
+
 def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
-    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
     soup = BeautifulSoup(_decode(data), "html.parser")
     meta: dict[str, Any] = {}
@@ -118,7 +139,16 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
         return re.sub(r" ([.,;:!?)])", r"\1", text)  # "<b>60 SEK</b>." must not read "60 SEK ."
 
     def walk(node: Tag) -> None:
-        for child in node.children:
+        """Depth first with an explicit stack: generated pages nest elements thousands deep,
+        beyond Python's recursion limit."""
+        stack = [iter(node.children)]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                continue
+            if isinstance(child, (Comment, Declaration, Doctype, ProcessingInstruction)):
+                continue  # never shown by a browser; a comment may hold an editor's internal note
             if isinstance(child, NavigableString):
                 text = " ".join(str(child).split())
                 if text:
@@ -130,7 +160,7 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
             if re.fullmatch(r"h[1-6]", name):
                 out.extend(["", "#" * int(name[1]) + " " + inline(child), ""])
             elif name in ("ol", "ul"):
-                start = int(child.get("start", 1) or 1) if name == "ol" else 0
+                start = _list_start(child.get("start", 1)) if name == "ol" else 0
                 out.append("")
                 for n, li in enumerate(child.find_all("li", recursive=False)):
                     marker = f"{start + n}." if name == "ol" else "-"
@@ -144,6 +174,9 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
                 out.append("")
             elif name == "table":
                 out.append("")
+                caption = child.find("caption", recursive=False)
+                if caption is not None:
+                    out.extend([inline(caption), ""])
                 for tr in child.find_all("tr"):
                     cells = [inline(c) for c in tr.find_all(["th", "td"])]
                     out.append("| " + " | ".join(cells) + " |")
@@ -153,7 +186,7 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
             elif name == "br":
                 out.append("")
             else:
-                walk(child)
+                stack.append(iter(child.children))
 
     walk(root)
     return "\n".join(out), meta
@@ -372,7 +405,8 @@ def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
     if not text:
         raise LoadError("no extractable text" + (" (scanned PDF without a text layer?)" if fmt == "pdf" else ""))
     metadata = _normalise_metadata(meta, text, path)
-    doc_id = slugify(metadata.pop("id")) if metadata.get("id") else doc_id_for(path, root)
+    # An id made only of punctuation slugifies to nothing; the path still names the document.
+    doc_id = slugify(metadata.pop("id", "")) or doc_id_for(path, root)
     return LoadedDocument(
         doc_id=doc_id, path=path, format=fmt, text=text, metadata=metadata, sha256=_digest(data, sidecar_bytes)
     )

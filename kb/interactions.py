@@ -373,12 +373,12 @@ class InteractionLog:
                     redact(summary),
                     json.dumps(transcript, ensure_ascii=False),
                     json.dumps(clean_searched, ensure_ascii=False),
-                    reason,
+                    redact(reason),  # a fixed phrase today; redacted like every other text that may quote a customer
                     market,
                 ),
             )
             handoff_id = int(cur.lastrowid or 0)
-        log.info("hand-off id=%d created reason=%s", handoff_id, reason)
+        log.info("hand-off id=%d created conversation=%s", handoff_id, conversation_id)
         return self.handoff(handoff_id)  # type: ignore[return-value]
 
     # -- reading ------------------------------------------------------------------------------
