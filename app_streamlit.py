@@ -8,6 +8,8 @@ directly; ``KBASSIST_APP_WORKSPACES`` limits which ones a deployment shows.
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from kb.interactions import InteractionLogUnavailable, SchemaTooNew
@@ -16,6 +18,8 @@ from webui import agent, customer, owner
 from webui.services import WORKSPACES, Services, get_services
 
 PAGES = {"agent": agent.render, "customer": customer.render, "owner": owner.render}
+
+log = logging.getLogger(__name__)
 
 
 def _services() -> Services:
@@ -40,7 +44,24 @@ def main() -> None:
     workspace = st.session_state["workspace"] if st.session_state["workspace"] in available else available[0]
     if st.query_params.get("workspace") != workspace:
         st.query_params["workspace"] = workspace
-    PAGES[workspace](services)
+    _render(workspace, services)
+
+
+def _render(workspace: str, services: Services) -> None:
+    """Show a workspace; a store that fails mid-page (server gone, disk full) becomes one message.
+
+    Whatever was stored before the failure is intact, and the next rerun after the store is
+    back works without a restart. Customers are told to try again, without server names or
+    paths; staff see what is wrong.
+    """
+    try:
+        PAGES[workspace](services)
+    except (StoreUnavailable, InteractionLogUnavailable) as exc:
+        log.error("workspace=%s failed: %s", workspace, exc)
+        if workspace == "customer":
+            st.error(customer.UNAVAILABLE, icon=":material/error:")
+        else:
+            st.error(f"The knowledge base can't be used right now: {exc}", icon=":material/error:")
 
 
 if __name__ == "__main__":

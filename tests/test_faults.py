@@ -156,6 +156,18 @@ def server_settings(server: ChromaServer, tmp_path: Path) -> Settings:
     )
 
 
+def _point_env_at(server: ChromaServer, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the CLI and the app, which read KBASSIST_* variables, use this server and collection."""
+    for name, value in {
+        **RETRY_ENV,
+        "KBASSIST_CHROMA_URL": server.url,
+        "KBASSIST_COLLECTION": settings.collection,
+        "KBASSIST_DATA_DIR": str(settings.data_dir),
+        "KBASSIST_INTERACTIONS_DB": str(settings.data_dir / "interactions.sqlite"),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 def _retry_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "kb.store" and "retrying" in r.getMessage()]
 
@@ -237,13 +249,7 @@ def test_cli_reports_a_server_stopped_mid_run_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert ingest([docs_dir], KnowledgeStore(server_settings)).ok
-    for name, value in {
-        **RETRY_ENV,
-        "KBASSIST_CHROMA_URL": server.url,
-        "KBASSIST_COLLECTION": server_settings.collection,
-        "KBASSIST_DATA_DIR": str(server_settings.data_dir),
-    }.items():
-        monkeypatch.setenv(name, value)
+    _point_env_at(server, server_settings, monkeypatch)
     opened = kbassist_cli._open_store
 
     def open_then_stop_server(settings: Settings) -> KnowledgeStore:
@@ -270,13 +276,7 @@ def test_eval_run_reports_a_server_stopped_mid_run_in_one_line(
     assert ingest([docs_dir], KnowledgeStore(server_settings)).ok
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"question": QUESTION, "role": "customer", "answerable": True}) + "\n")
-    for name, value in {
-        **RETRY_ENV,
-        "KBASSIST_CHROMA_URL": server.url,
-        "KBASSIST_COLLECTION": server_settings.collection,
-        "KBASSIST_DATA_DIR": str(server_settings.data_dir),
-    }.items():
-        monkeypatch.setenv(name, value)
+    _point_env_at(server, server_settings, monkeypatch)
 
     def open_then_stop_server(settings: Settings) -> KnowledgeStore:
         store = KnowledgeStore(settings)
@@ -297,14 +297,7 @@ def test_app_workspaces_show_an_error_while_the_server_is_down(
     server: ChromaServer, server_settings: Settings, docs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert ingest([docs_dir], KnowledgeStore(server_settings)).ok
-    for name, value in {
-        **RETRY_ENV,
-        "KBASSIST_CHROMA_URL": server.url,
-        "KBASSIST_COLLECTION": server_settings.collection,
-        "KBASSIST_DATA_DIR": str(server_settings.data_dir),
-        "KBASSIST_INTERACTIONS_DB": str(server_settings.data_dir / "interactions.sqlite"),
-    }.items():
-        monkeypatch.setenv(name, value)
+    _point_env_at(server, server_settings, monkeypatch)
     st.cache_resource.clear()
     st.cache_data.clear()
     try:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
 
 from assist.access import Filters
 from assist.service import QuestionError
-from kb.interactions import InteractionLogUnavailable
-from kb.store import StoreUnavailable
 from webui.asking import Exchange, ask_and_log
 from webui.common import answer_caption, render_citations
 from webui.services import Services
@@ -20,8 +16,6 @@ RATING_BUTTONS = (
     ("used", "Used in my reply", ":material/reply:"),
 )
 ANY = "Any"
-
-log = logging.getLogger(__name__)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -39,14 +33,6 @@ def _new_contact() -> None:
 
 
 def render(services: Services) -> None:
-    try:
-        _render(services)
-    except (StoreUnavailable, InteractionLogUnavailable) as exc:
-        log.error("agent workspace failed: %s", exc)
-        st.error(f"The knowledge base can't be used right now: {exc}", icon=":material/error:")
-
-
-def _render(services: Services) -> None:
     st.title("Agent assist")
     st.caption("Answers from the policies and procedures in the knowledge base, with the exact passage cited.")
     history: list[Exchange] = st.session_state.setdefault("agent_history", [])

@@ -8,13 +8,9 @@ transcript and what was searched, and the customer is told what happens next.
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
 
 from assist.service import QuestionError, requested_handoff
-from kb.interactions import InteractionLogUnavailable
-from kb.store import StoreUnavailable
 from webui.asking import Exchange, ask_and_log
 from webui.common import render_sources_for_customer
 from webui.services import Services
@@ -23,8 +19,6 @@ GREETING = "Hi! Ask me anything about your purchases, payments, returns or your 
 CHOOSE_MARKET = "Choose your country"
 # Customers see no paths or server addresses; the details go to the log for the operators.
 UNAVAILABLE = "Sorry, the help centre can't answer right now. Please try again in a few minutes."
-
-log = logging.getLogger(__name__)
 
 
 def _state() -> dict:
@@ -36,14 +30,6 @@ def _restart() -> None:
 
 
 def render(services: Services) -> None:
-    try:
-        _render(services)
-    except (StoreUnavailable, InteractionLogUnavailable) as exc:
-        log.error("customer chat failed: %s", exc)
-        st.error(UNAVAILABLE, icon=":material/error:")
-
-
-def _render(services: Services) -> None:
     state = _state()
     markets = _markets(services)
     header, country = st.columns([3, 1], vertical_alignment="bottom")

@@ -3,7 +3,6 @@ find coverage gaps, and read what agents and customers made of the answers."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -11,13 +10,9 @@ import streamlit as st
 
 from ingest.loaders import READERS, SIDECAR_SUFFIX
 from ingest.pipeline import IngestReport, ingest
-from kb.interactions import InteractionLogUnavailable
 from kb.settings import Settings
-from kb.store import StoreUnavailable
 from webui import evaluation
 from webui.services import Services
-
-log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in READERS} | {"yaml"})
 
@@ -42,15 +37,6 @@ def save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
 
 
 def render(services: Services) -> None:
-    try:
-        _render(services)
-    except (StoreUnavailable, InteractionLogUnavailable) as exc:
-        # An ingest cut short by a full disk or a lost server: what was stored before is intact.
-        log.error("owner workspace failed: %s", exc)
-        st.error(f"The knowledge base can't be used right now: {exc}", icon=":material/error:")
-
-
-def _render(services: Services) -> None:
     st.title("Knowledge base")
     documents, quality, gaps, feedback = st.tabs(["Documents", "Evaluation", "Coverage gaps", "Feedback & deflection"])
     with documents:
@@ -265,15 +251,23 @@ def _render_gaps(gaps: dict) -> None:
     )
     sections = {
         "Unanswered topics, by volume": [
-            {"questions": c["size"], "most central questions": " · ".join(c["questions"][:3]),
-             "mean confidence": c["mean_confidence"], "roles": ", ".join(f"{k} {v}" for k, v in c["roles"].items())}
+            {
+                "questions": c["size"],
+                "most central questions": " · ".join(c["questions"][:3]),
+                "mean confidence": c["mean_confidence"],
+                "roles": ", ".join(f"{k} {v}" for k, v in c["roles"].items()),
+            }
             for c in gaps.get("clusters", [])
         ],
         "Documents no question retrieved": gaps.get("never_retrieved", []),
         "Documents past their review date": gaps.get("stale_documents", []),
         "Possibly contradictory statements": [
-            {"document A": c["a"]["doc_id"], "statement A": c["a"]["statement"],
-             "document B": c["b"]["doc_id"], "statement B": c["b"]["statement"]}
+            {
+                "document A": c["a"]["doc_id"],
+                "statement A": c["a"]["statement"],
+                "document B": c["b"]["doc_id"],
+                "statement B": c["b"]["statement"],
+            }
             for c in gaps.get("contradictions", [])
         ],
     }
