@@ -34,6 +34,10 @@ W_CONF_DENSE = 0.6
 # (bench/results/dense_filter.md); 2 lost about two points.
 OVERFETCH = 4.0
 MAX_OVERFETCH = 1000
+# A scope this small that over-fetching cannot serve (one document, a small market) is scored
+# exactly from its stored vectors: about 6 ms at 400 chunks, where Chroma's filtered query
+# costs 60 ms at 100k chunks.
+EXACT_MAX = 400
 
 
 @dataclass
@@ -69,6 +73,8 @@ class Retrieval:
     where: dict[str, Any]
     latency_ms: float
     timings: dict[str, float] = field(default_factory=dict)
+    # The role's lexical index the passages were scored with, for scoring answer text the same way.
+    index: LexicalIndex | None = field(default=None, repr=False)
 
 
 def confidence_from(passages: list[Passage]) -> float:
@@ -124,7 +130,8 @@ class HybridRetriever:
             passage.lexical = score
             passage.fused += 1.0 / (RRF_K + rank + 1)
         if not pool:
-            return Retrieval(query, role, filters, [], 0.0, where, (time.perf_counter() - started) * 1000, timings)
+            latency = (time.perf_counter() - started) * 1000
+            return Retrieval(query, role, filters, [], 0.0, where, latency, timings, index)
 
         missing_dense = [p for p in pool.values() if p.dense == 0.0]
         if missing_dense:  # lexical-only hits: score them densely too, from their stored vectors
@@ -144,22 +151,26 @@ class HybridRetriever:
         ranked = sorted(pool.values(), key=lambda p: (-p.score, p.chunk_id))
         passages = _drop_near_duplicates(ranked, k, index)
         latency = (time.perf_counter() - started) * 1000
-        return Retrieval(query, role, filters, passages, confidence_from(passages), where, latency, timings)
-
+        return Retrieval(query, role, filters, passages, confidence_from(passages), where, latency, timings, index)
 
     def _dense(
         self, vector: np.ndarray, n: int, index: LexicalIndex, filters: Filters, where: dict[str, Any] | None
     ) -> list[tuple[str, str, dict[str, Any], float]]:
         """The ``n`` nearest chunks the role may read that pass ``filters``.
 
-        Chroma's metadata pre-filter costs time in proportion to the chunks it admits (about
-        35 ms at 10k chunks, ten times that at 100k), while an unfiltered nearest-neighbour
-        query for ids alone stays at a few milliseconds. So when the role and filters admit a
-        fair share of the collection, this asks for enough nearest ids to expect ``n``
-        admitted ones and keeps those the role's index holds (built with the role's access
-        clause) and the filters admit; text and metadata come from that index, so a chunk the
-        role may not read is never read at all. Narrow filters (one document, a small market)
-        go to Chroma's ``where`` as before, and so does an over-fetch that found too few.
+        Chroma's metadata pre-filter costs time in proportion to the collection (35 ms at 10k
+        chunks, ten times that at 100k, even for one document's chunks), while an unfiltered
+        nearest-neighbour query for ids alone stays at a few milliseconds. So, by how many
+        chunks the role's index admits under ``filters``:
+
+        - a fair share of the collection: enough nearest ids are fetched to expect ``n``
+          admitted ones, and those the role's index holds and the filters admit are kept;
+        - a few hundred at most (or an over-fetch that found too few of them): their stored
+          vectors are fetched by id and scored exactly;
+        - anything else: Chroma's ``where``.
+
+        Text and metadata come from the role's index (built with the role's access clause), so
+        a chunk the role may not read is never read at all.
         """
         admitted = index.admitted(filters)
         in_scope = len(index.ids) if admitted is None else int(admitted.sum())
@@ -168,18 +179,44 @@ class HybridRetriever:
         total = max(self._collection_size(index.revision), in_scope)
         fetch = min(total, math.ceil(n * OVERFETCH * total / in_scope))
         if fetch <= MAX_OVERFETCH:
-            got = self.store.chunks.query(query_embeddings=[vector], n_results=fetch, include=["distances"])
-            ids, distances = got["ids"][0], (got["distances"] or [[]])[0]
-            rows = index.rows_of(ids)
-            keep = rows >= 0
-            if admitted is not None:
-                keep &= admitted[np.maximum(rows, 0)]
-            if keep.sum() >= min(n, in_scope):
-                return [
-                    (ids[i], index.texts[int(rows[i])], index.metadatas[int(rows[i])], 1.0 - float(distances[i]))
-                    for i in np.flatnonzero(keep)[:n]
-                ]
+            hits = self._over_fetch(vector, n, fetch, index, admitted)
+            if len(hits) >= min(n, in_scope):
+                return hits
+        if in_scope <= EXACT_MAX:
+            return self._exact(vector, n, index, admitted)
         return self.store.query(vector, n_results=n, where=where)
+
+    def _over_fetch(
+        self, vector: np.ndarray, n: int, fetch: int, index: LexicalIndex, admitted: np.ndarray | None
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        """The admitted chunks among the ``fetch`` nearest ids of the whole collection, best first."""
+        got = self.store.chunks.query(query_embeddings=[vector], n_results=fetch, include=["distances"])
+        ids, distances = got["ids"][0], (got["distances"] or [[]])[0]
+        rows = index.rows_of(ids)
+        keep = rows >= 0
+        if admitted is not None:
+            keep &= admitted[np.maximum(rows, 0)]
+        return [
+            (ids[i], index.texts[int(rows[i])], index.metadatas[int(rows[i])], 1.0 - float(distances[i]))
+            for i in np.flatnonzero(keep)[:n]
+        ]
+
+    def _exact(
+        self, vector: np.ndarray, n: int, index: LexicalIndex, admitted: np.ndarray | None
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        """Exact nearest neighbours among the admitted rows, from their stored (unit) vectors."""
+        rows = np.flatnonzero(admitted) if admitted is not None else np.arange(len(index.ids))
+        got = self.store.chunks.get(ids=[index.ids[int(r)] for r in rows], include=["embeddings"])
+        if not got["ids"]:
+            return []
+        sims = np.asarray(got["embeddings"], dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
+        found = index.rows_of(got["ids"])
+        best = sorted(range(len(sims)), key=lambda i: (-float(sims[i]), got["ids"][i]))[:n]
+        return [
+            (got["ids"][i], index.texts[int(found[i])], index.metadatas[int(found[i])], float(sims[i]))
+            for i in best
+            if found[i] >= 0
+        ]
 
     def _collection_size(self, revision: str) -> int:
         """Chunks in the whole collection, read once per store revision."""

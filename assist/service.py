@@ -17,7 +17,7 @@ from assist.answer import Answer, Citation, Handoff
 from assist.conversation import Turn, as_turns, condense, is_follow_up, mentioned_market
 from assist.extractive import ExtractiveGenerator
 from assist.generation import CoverageFn, Generator, TokenCallback
-from assist.lexical import detect_language, terms
+from assist.lexical import LexicalIndex, detect_language, terms
 from assist.retrieval import HybridRetriever, Passage, Retrieval
 from kb.settings import Settings
 from kb.store import KnowledgeStore
@@ -125,7 +125,7 @@ class Assistant:
         generated = None
         used = self.generator.name
         if retrieval.passages and retrieval.confidence >= self.settings.confidence_threshold:
-            coverage = self._coverage(role, query)
+            coverage = self._coverage(role, query, retrieval.index)
             try:
                 generated = self.generator.generate(query, retrieval.passages, role, coverage, on_token)
             except Exception as exc:  # an unreachable or failing endpoint must not leave the user without an answer
@@ -168,9 +168,9 @@ class Assistant:
         )
         return answer
 
-    def _coverage(self, role: str, query: str) -> CoverageFn:
+    def _coverage(self, role: str, query: str, index: LexicalIndex | None = None) -> CoverageFn:
         """How much of the query's idf mass a text covers, with the role's index statistics."""
-        index = self.retriever.lexical.for_role(role)
+        index = index or self.retriever.lexical.for_role(role)
         language = detect_language(query)
         words = terms(query, language)
         return lambda text: index.coverage(words, text, language)

@@ -1,4 +1,8 @@
-"""Dense search by over-fetching ids: same hits as Chroma's filtered query, never outside the role."""
+"""Dense search without Chroma's metadata filter: same hits as Chroma's filtered query, never outside the role.
+
+The demo KB is small, so every scope can be over-fetched; tests of the exact path set
+``MAX_OVERFETCH`` to 0, and tests of the fallback to Chroma set ``EXACT_MAX`` to 0.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +39,24 @@ class _Spy:
 
 @pytest.mark.parametrize("role", ["customer", "agent", "internal"])
 @pytest.mark.parametrize("filters", [Filters(), Filters(market="SE"), Filters(market="DE", language="en")])
-def test_over_fetched_hits_are_chromas_filtered_hits(demo_store: KnowledgeStore, role: str, filters: Filters) -> None:
+def test_over_fetched_hits_are_chromas_filtered_hits(
+    demo_store: KnowledgeStore, role: str, filters: Filters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "EXACT_MAX", 0)
     _assert_same_as_chroma(HybridRetriever(demo_store), role, filters)
+
+
+@pytest.mark.parametrize(
+    ("role", "filters"),
+    [("customer", Filters()), ("agent", Filters(market="SE")), ("internal", Filters(doc_id="pay-in-3"))],
+)
+def test_exactly_scored_hits_are_chromas_filtered_hits(
+    demo_store: KnowledgeStore, role: str, filters: Filters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "MAX_OVERFETCH", 0)
+    spy = _Spy(demo_store, monkeypatch)
+    _assert_same_as_chroma(HybridRetriever(demo_store), role, filters)
+    assert spy.calls == 0, "a small scope is scored from its stored vectors, without Chroma's metadata filter"
 
 
 def _assert_same_as_chroma(retriever: HybridRetriever, role: str, filters: Filters) -> None:
@@ -52,6 +72,7 @@ def _assert_same_as_chroma(retriever: HybridRetriever, role: str, filters: Filte
 
 
 def test_full_access_needs_no_metadata_filter(demo_store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retrieval, "EXACT_MAX", 0)
     spy = _Spy(demo_store, monkeypatch)
     _assert_same_as_chroma(HybridRetriever(demo_store), "internal", Filters())
     assert spy.calls == 0
@@ -60,6 +81,7 @@ def test_full_access_needs_no_metadata_filter(demo_store: KnowledgeStore, monkey
 def test_an_over_fetch_that_finds_too_few_falls_back_to_chroma(
     demo_store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(retrieval, "EXACT_MAX", 0)
     monkeypatch.setattr(retrieval, "OVERFETCH", 0.2)  # asks for fewer ids than the role needs
     spy = _Spy(demo_store, monkeypatch)
     _assert_same_as_chroma(HybridRetriever(demo_store), "customer", Filters(market="SE"))
@@ -75,7 +97,19 @@ def test_customer_hits_come_only_from_customer_documents(demo_store: KnowledgeSt
     assert {meta["audience"] for _, _, meta, _ in hits} == {"customer"}
 
 
-def test_a_narrow_filter_is_left_to_chroma(demo_store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_over_fetch_that_finds_too_few_in_a_small_scope_scores_it_exactly(
+    demo_store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "OVERFETCH", 0.2)
+    spy = _Spy(demo_store, monkeypatch)
+    _assert_same_as_chroma(HybridRetriever(demo_store), "customer", Filters(market="SE"))
+    assert spy.calls == 0
+
+
+def test_a_scope_too_large_to_score_and_too_small_to_over_fetch_is_left_to_chroma(
+    demo_store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "EXACT_MAX", 0)
     monkeypatch.setattr(retrieval, "MAX_OVERFETCH", 50)  # the demo KB is small: one document is a large share
     retriever = HybridRetriever(demo_store)
     spy = _Spy(demo_store, monkeypatch)
