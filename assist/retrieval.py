@@ -30,8 +30,8 @@ W_FUSED, W_COVERAGE, W_DENSE = 0.6, 0.25, 0.15
 W_CONF_DENSE = 0.6
 # Dense search over-fetches nearest ids this many times over what the role and filters are
 # expected to admit, and no further than MAX_OVERFETCH; past that, Chroma filters instead.
-# 4 keeps recall of the exact nearest neighbours within a point of Chroma's filtered query
-# (bench/results/dense_filter.md); 2 lost about two points.
+# 4 keeps recall of the exact nearest neighbours within one to two points of Chroma's
+# filtered query (bench/results/dense_filter.md); 2 lost about twice as much.
 OVERFETCH = 4.0
 MAX_OVERFETCH = 1000
 # A scope this small that over-fetching cannot serve (one document, a small market) is scored
@@ -158,9 +158,9 @@ class HybridRetriever:
     ) -> list[tuple[str, str, dict[str, Any], float]]:
         """The ``n`` nearest chunks the role may read that pass ``filters``.
 
-        Chroma's metadata pre-filter costs time in proportion to the collection (35 ms at 10k
-        chunks, ten times that at 100k, even for one document's chunks), while an unfiltered
-        nearest-neighbour query for ids alone stays at a few milliseconds. So, by how many
+        Chroma's metadata pre-filter costs time in proportion to the collection (110-200 ms a
+        query at 100k chunks for a role's scope, 57 ms even for one document's chunks), while an
+        unfiltered nearest-neighbour query for ids alone stays at a few milliseconds. So, by how many
         chunks the role's index admits under ``filters``:
 
         - a fair share of the collection: enough nearest ids are fetched to expect ``n``
