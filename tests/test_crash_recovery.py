@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,25 +12,19 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest
-from kb.bundled import demo_docs_path
 from kb.settings import Settings
 from kb.store import KnowledgeStore
-from tests.support.stores import snapshot
+from tests.support.stores import Snapshot, clean_snapshot, demo_subset, snapshot
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("corpus")
-    for path in sorted(demo_docs_path().iterdir())[:24]:
-        shutil.copy(path, folder / path.name)
-    return folder
+    return demo_subset(tmp_path_factory.mktemp("corpus"), 24)
 
 
 @pytest.fixture(scope="module")
-def clean(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, int]]:
-    data_dir = tmp_path_factory.mktemp("clean")
-    assert ingest([corpus], KnowledgeStore(Settings(data_dir=data_dir))).ok
-    return snapshot(data_dir)
+def clean(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    return clean_snapshot(corpus, tmp_path_factory.mktemp("clean"))
 
 
 def test_killed_ingest_converges(corpus: Path, clean, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import sys
 import uuid
@@ -28,13 +27,12 @@ from typer.testing import CliRunner
 import kbassist_cli
 from assist.service import Assistant
 from ingest.pipeline import ingest
-from kb.bundled import demo_docs_path
 from kb.interactions import InteractionLog, InteractionLogUnavailable
 from kb.settings import Settings
 from kb.store import KnowledgeStore, RetryPolicy, StoreUnavailable, call_with_retries
 from tests.support.chroma_server import ChromaServer
 from tests.support.faults import error_lines, file_size_limit, kbassist, largest_file, read_only, run
-from tests.support.stores import Snapshot, chunks_of, snapshot
+from tests.support.stores import Snapshot, chunks_of, clean_snapshot, demo_subset, snapshot
 from webui import customer
 
 QUESTION = "how many days do I have to return an item"
@@ -347,17 +345,12 @@ def test_app_workspaces_show_an_error_while_the_server_is_down(
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("faults-corpus")
-    for path in sorted(demo_docs_path().iterdir())[:12]:
-        shutil.copy(path, folder / path.name)
-    return folder
+    return demo_subset(tmp_path_factory.mktemp("faults-corpus"), 12)
 
 
 @pytest.fixture(scope="module")
 def clean(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
-    data_dir = tmp_path_factory.mktemp("faults-clean")
-    assert ingest([corpus], KnowledgeStore(Settings(data_dir=data_dir))).ok
-    return snapshot(data_dir)
+    return clean_snapshot(corpus, tmp_path_factory.mktemp("faults-clean"))
 
 
 @pytest.fixture
