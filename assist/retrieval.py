@@ -113,7 +113,7 @@ class HybridRetriever:
         index = self.lexical.for_role(role)
         timings["index_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        dense_hits = self._dense(vector, n, index, filters, where)
+        dense_hits, scored = self._dense(vector, n, index, filters, where)
         timings["dense_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         lexical_hits = index.search(query, n, filters)
@@ -134,11 +134,11 @@ class HybridRetriever:
             return Retrieval(query, role, filters, [], 0.0, where, latency, timings, index)
 
         missing_dense = [p for p in pool.values() if p.dense == 0.0]
-        if missing_dense:  # lexical-only hits: score them densely too, from their stored vectors
-            got = self.store.chunks.get(ids=[p.chunk_id for p in missing_dense], include=["embeddings"])
-            sims = dict(zip(got["ids"], np.asarray(got["embeddings"]) @ vector, strict=True))
-            for p in missing_dense:
-                p.dense = float(sims.get(p.chunk_id, 0.0))
+        unscored = [p.chunk_id for p in missing_dense if p.chunk_id not in scored]
+        if unscored:  # lexical-only hits: score them densely too, from their stored vectors
+            scored = {**scored, **self._similarities(unscored, vector)}
+        for p in missing_dense:
+            p.dense = scored.get(p.chunk_id, 0.0)
 
         language = detect_language(query)
         words = terms(query, language)
@@ -155,8 +155,10 @@ class HybridRetriever:
 
     def _dense(
         self, vector: np.ndarray, n: int, index: LexicalIndex, filters: Filters, where: dict[str, Any] | None
-    ) -> list[tuple[str, str, dict[str, Any], float]]:
-        """The ``n`` nearest chunks the role may read that pass ``filters``.
+    ) -> tuple[list[tuple[str, str, dict[str, Any], float]], dict[str, float]]:
+        """The ``n`` nearest chunks the role may read that pass ``filters``, and every similarity
+        computed on the way (the exact path scores the whole scope, so a lexical hit needs no
+        second fetch).
 
         Chroma's metadata pre-filter costs time in proportion to the collection (110-200 ms a
         query at 100k chunks for a role's scope, 57 ms even for one document's chunks), while an
@@ -175,16 +177,16 @@ class HybridRetriever:
         admitted = index.admitted(filters)
         in_scope = len(index.ids) if admitted is None else int(admitted.sum())
         if not in_scope:
-            return []
+            return [], {}
         total = max(self._collection_size(index.revision), in_scope)
         fetch = min(total, math.ceil(n * OVERFETCH * total / in_scope))
         if fetch <= MAX_OVERFETCH:
             hits = self._over_fetch(vector, n, fetch, index, admitted)
             if len(hits) >= min(n, in_scope):
-                return hits
+                return hits, {}
         if in_scope <= EXACT_MAX:
             return self._exact(vector, n, index, admitted)
-        return self.store.query(vector, n_results=n, where=where)
+        return self.store.query(vector, n_results=n, where=where), {}
 
     def _over_fetch(
         self, vector: np.ndarray, n: int, fetch: int, index: LexicalIndex, admitted: np.ndarray | None
@@ -203,20 +205,24 @@ class HybridRetriever:
 
     def _exact(
         self, vector: np.ndarray, n: int, index: LexicalIndex, admitted: np.ndarray | None
-    ) -> list[tuple[str, str, dict[str, Any], float]]:
-        """Exact nearest neighbours among the admitted rows, from their stored (unit) vectors."""
+    ) -> tuple[list[tuple[str, str, dict[str, Any], float]], dict[str, float]]:
+        """Exact nearest neighbours among the admitted rows, and the similarity of every admitted chunk."""
         rows = np.flatnonzero(admitted) if admitted is not None else np.arange(len(index.ids))
-        got = self.store.chunks.get(ids=[index.ids[int(r)] for r in rows], include=["embeddings"])
-        if not got["ids"]:
-            return []
-        sims = np.asarray(got["embeddings"], dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
-        found = index.rows_of(got["ids"])
-        best = sorted(range(len(sims)), key=lambda i: (-float(sims[i]), got["ids"][i]))[:n]
-        return [
-            (got["ids"][i], index.texts[int(found[i])], index.metadatas[int(found[i])], float(sims[i]))
-            for i in best
-            if found[i] >= 0
+        scored = self._similarities([index.ids[int(r)] for r in rows], vector)
+        best = sorted(scored, key=lambda chunk_id: (-scored[chunk_id], chunk_id))[:n]
+        hits = [
+            (chunk_id, index.texts[int(row)], index.metadatas[int(row)], scored[chunk_id])
+            for chunk_id, row in zip(best, index.rows_of(best), strict=True)
+            if row >= 0
         ]
+        return hits, scored
+
+    def _similarities(self, chunk_ids: list[str], vector: np.ndarray) -> dict[str, float]:
+        """Cosine similarity to the query of chunks' stored (unit-length) vectors, fetched by id."""
+        got = self.store.chunks.get(ids=chunk_ids, include=["embeddings"])
+        if not got["ids"]:
+            return {}
+        return dict(zip(got["ids"], (float(s) for s in np.asarray(got["embeddings"]) @ vector), strict=True))
 
     def _collection_size(self, revision: str) -> int:
         """Chunks in the whole collection, read once per store revision."""

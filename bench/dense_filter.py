@@ -83,7 +83,7 @@ def measure(store_dir: Path, questions: list[str]) -> dict[str, Any]:
             expected = store.query(vector, n_results=N, where=where)
             chroma.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            got = retriever._dense(vector, N, index, filters, where)
+            got, _ = retriever._dense(vector, N, index, filters, where)
             ours.append((time.perf_counter() - t) * 1000)
             same += [h[0] for h in got] == [h[0] for h in expected]
             recall_chroma.append(len(exact & {h[0] for h in expected}) / len(exact))

@@ -63,7 +63,7 @@ def _assert_same_as_chroma(retriever: HybridRetriever, role: str, filters: Filte
     index = retriever.lexical.for_role(role)
     for question in QUESTIONS:
         vector = retriever.store.embedder.embed([question])[0]
-        got = retriever._dense(vector, 10, index, filters, where_clause(role, filters))
+        got, _ = retriever._dense(vector, 10, index, filters, where_clause(role, filters))
         expected = KnowledgeStore.query(retriever.store, vector, n_results=10, where=where_clause(role, filters))
         assert [hit[0] for hit in got] == [hit[0] for hit in expected]
         assert [hit[1] for hit in got] == [hit[1] for hit in expected]
@@ -92,7 +92,7 @@ def test_customer_hits_come_only_from_customer_documents(demo_store: KnowledgeSt
     retriever = HybridRetriever(demo_store)
     index = retriever.lexical.for_role("customer")
     vector = demo_store.embedder.embed(["internal fraud score threshold for manual review and code names"])[0]
-    hits = retriever._dense(vector, 50, index, Filters(), where_clause("customer"))
+    hits, _ = retriever._dense(vector, 50, index, Filters(), where_clause("customer"))
     assert len(hits) == 50
     assert {meta["audience"] for _, _, meta, _ in hits} == {"customer"}
 
@@ -116,7 +116,7 @@ def test_a_scope_too_large_to_score_and_too_small_to_over_fetch_is_left_to_chrom
     index = retriever.lexical.for_role("internal")
     filters = Filters(doc_id="pay-in-3")
     vector = demo_store.embedder.embed(["How many payments are there?"])[0]
-    hits = retriever._dense(vector, 5, index, filters, where_clause("internal", filters))
+    hits, _ = retriever._dense(vector, 5, index, filters, where_clause("internal", filters))
     assert spy.calls == 1
     assert hits and {meta["doc_id"] for _, _, meta, _ in hits} == {"pay-in-3"}
 
@@ -126,4 +126,31 @@ def test_a_filter_nothing_passes_returns_nothing(demo_store: KnowledgeStore) -> 
     index = retriever.lexical.for_role("agent")
     filters = Filters(doc_id="no-such-document")
     vector = demo_store.embedder.embed(["anything"])[0]
-    assert retriever._dense(vector, 5, index, filters, where_clause("agent", filters)) == []
+    assert retriever._dense(vector, 5, index, filters, where_clause("agent", filters)) == ([], {})
+
+
+def test_a_scope_scored_exactly_is_fetched_once_per_question(
+    demo_store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "MAX_OVERFETCH", 0)  # every scope below EXACT_MAX is scored exactly
+    retriever = HybridRetriever(demo_store, demo_store.settings.model_copy(update={"candidates": 3}))
+    filters = Filters(market="SE")
+    index = retriever.lexical.for_role("customer")
+    question = "What is the late payment reminder fee and when is it charged?"
+    vector = demo_store.embedder.embed([question])[0]
+    dense_hits, scored = retriever._dense(vector, 3, index, filters, where_clause("customer", filters))
+    assert len(scored) == int(index.admitted(filters).sum()) > 3, "the exact path returns the whole scope's scores"
+
+    fetches: list[int] = []
+    similarities = retriever._similarities
+
+    def counted(chunk_ids: list[str], query: Any) -> dict[str, float]:
+        fetches.append(len(chunk_ids))
+        return similarities(chunk_ids, query)
+
+    monkeypatch.setattr(retriever, "_similarities", counted)
+    got = retriever.retrieve(question, "customer", filters)
+    lexical_only = [p for p in got.passages if p.lexical > 0 and p.chunk_id not in {h[0] for h in dense_hits}]
+    assert lexical_only, "the question must find a passage by its words alone"
+    assert fetches == [len(scored)], "lexical hits in an exactly scored scope reuse its similarities"
+    assert all(p.dense == pytest.approx(scored[p.chunk_id]) for p in got.passages)
