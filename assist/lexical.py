@@ -481,17 +481,22 @@ class LexicalIndex:
         directory: Path | None = None,
         shards: int = 1,
     ) -> LexicalIndex:
-        """An index of the given chunks: written to ``directory`` and mapped, or held in memory.
-
-        Without a directory the files go to a temporary one that is read back into memory and
-        removed; that is for small or throwaway indexes (tests, benchmarks).
-        """
+        """An index of the given chunks: written to ``directory`` and mapped, or held in memory."""
         if directory is None:
-            with tempfile.TemporaryDirectory(prefix="kbassist-lexical-") as tmp:
-                _write(Path(tmp) / "index", shards, [(ids, texts, metadatas)], {})
-                return cls(Path(tmp) / "index", use_mmap=False)
+            return cls.in_memory([(ids, texts, metadatas)], shards)
         _write(directory, shards, [(ids, texts, metadatas)], {})
         return cls(directory)
+
+    @classmethod
+    def in_memory(cls, pages: Iterable[Page], shards: int = 1) -> LexicalIndex:
+        """An index held in this process only: written to a temporary folder, read back, removed.
+
+        For indexes no other process shares: tests, benchmarks, and a lexical folder that
+        cannot be written. Pages are streamed into the files as they come, as for a shared build.
+        """
+        with tempfile.TemporaryDirectory(prefix="kbassist-lexical-") as tmp:
+            _write(Path(tmp) / "index", shards, pages, {})
+            return cls(Path(tmp) / "index", use_mmap=False)
 
     @property
     def shard_count(self) -> int:
@@ -720,14 +725,7 @@ class LexicalIndexes:
                 return
 
     def _build_in_memory(self, scope: dict[str, Any] | None) -> LexicalIndex:
-        ids: list[str] = []
-        texts: list[str] = []
-        metadatas: list[dict[str, Any]] = []
-        for page_ids, page_texts, page_metas in self._chunks(scope):
-            ids += page_ids
-            texts += page_texts
-            metadatas += page_metas
-        return LexicalIndex.build(ids, texts, metadatas, shards=self.shards)
+        return LexicalIndex.in_memory(self._chunks(scope), self.shards)
 
     def _build(self, role: str, scope: dict[str, Any] | None, revision: str, final: Path) -> None:
         started = time.perf_counter()
