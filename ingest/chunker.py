@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from kb.models import Chunk
 from kb.tokens import count_tokens
 
-CHUNKER_VERSION = "2"  # 2: loaders drop HTML comments; repeated headings keep reading order; heading-only docs keep text
+CHUNKER_VERSION = "3"  # 3: an unbroken run is cut between words; 2: loaders drop HTML comments, repeated headings keep order
 PATH_SEPARATOR = " > "
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _ITEM = re.compile(r"^ ?(\d{1,3}[.)]|[-*+•])\s+")
 _TABLE_SEPARATOR = re.compile(r"^\|?[\s:|-]+\|?$")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_WORD_CHAR = re.compile(r"\w")
 
 
 @dataclass
@@ -122,9 +123,23 @@ def _split_oversized(text: str, budget: int) -> list[str]:
                 lo = mid
             else:
                 hi = mid - 1
-        out.append(rest[:lo])
-        rest = rest[lo:]
+        cut = _word_boundary_before(rest, lo) if lo < len(rest) else lo
+        out.append(rest[:cut])
+        rest = rest[cut:]
     return out
+
+
+def _word_boundary_before(text: str, limit: int) -> int:
+    """The last position at or before ``limit`` that does not fall inside a word, else ``limit``.
+
+    A run without spaces ("0:0:Å0Ï0Ø…") still has words in it; cutting where the tokens run out
+    can split one of them across two chunks, so a search for it finds neither. Only a single
+    word longer than the budget is cut inside.
+    """
+    for cut in range(limit, 0, -1):
+        if not (_WORD_CHAR.match(text, cut - 1) and _WORD_CHAR.match(text, cut)):
+            return cut
+    return limit
 
 
 def _pack_strings(pieces: list[str], budget: int) -> Iterator[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ingest.chunker import ChunkSpec, chunk_text
@@ -30,6 +30,8 @@ def _words(text: str) -> list[str]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
+# A token-dense unbroken run of rare characters, once hard-cut inside the word "0A".
+@example("# 0:0:\x810:Åזּ\U00012802\U00016280\n0:0:0:0:0\x810Å0Ï0Ø\U000141400A")
 def test_never_crashes_never_exceeds_bound_never_loses_words(raw: str) -> None:
     text = clean_text(raw)
     chunks = chunk_text("doc", text, "Title", SPEC)
