@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from assist.access import Filters, where_clause
-from assist.lexical import LexicalIndex, LexicalIndexes, detect_language, terms
+from assist.chunk_index import ChunkIndex
+from assist.role_indexes import ChunkIndexes
+from assist.terms import detect_language, terms
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
@@ -74,7 +76,7 @@ class Retrieval:
     latency_ms: float
     timings: dict[str, float] = field(default_factory=dict)
     # The role's lexical index the passages were scored with, for scoring answer text the same way.
-    index: LexicalIndex | None = field(default=None, repr=False)
+    index: ChunkIndex | None = field(default=None, repr=False)
 
 
 def confidence_from(passages: list[Passage]) -> float:
@@ -92,7 +94,7 @@ class HybridRetriever:
     def __init__(self, store: KnowledgeStore, settings: Settings | None = None) -> None:
         self.store = store
         self.settings = settings or store.settings
-        self.lexical = LexicalIndexes(store)
+        self.lexical = ChunkIndexes(store)
         self._size_lock = threading.Lock()
         self._size: tuple[str, int] = ("", 0)
 
@@ -154,7 +156,7 @@ class HybridRetriever:
         return Retrieval(query, role, filters, passages, confidence_from(passages), where, latency, timings, index)
 
     def _dense(
-        self, vector: np.ndarray, n: int, index: LexicalIndex, filters: Filters, where: dict[str, Any] | None
+        self, vector: np.ndarray, n: int, index: ChunkIndex, filters: Filters, where: dict[str, Any] | None
     ) -> tuple[list[tuple[str, str, dict[str, Any], float]], dict[str, float]]:
         """The ``n`` nearest chunks the role may read that pass ``filters``, and every similarity
         computed on the way (the exact path scores the whole scope, so a lexical hit needs no
@@ -189,7 +191,7 @@ class HybridRetriever:
         return self.store.query(vector, n_results=n, where=where), {}
 
     def _over_fetch(
-        self, vector: np.ndarray, n: int, fetch: int, index: LexicalIndex, admitted: np.ndarray | None
+        self, vector: np.ndarray, n: int, fetch: int, index: ChunkIndex, admitted: np.ndarray | None
     ) -> list[tuple[str, str, dict[str, Any], float]]:
         """The admitted chunks among the ``fetch`` nearest ids of the whole collection, best first."""
         got = self.store.chunks.query(query_embeddings=[vector], n_results=fetch, include=["distances"])
@@ -204,7 +206,7 @@ class HybridRetriever:
         ]
 
     def _exact(
-        self, vector: np.ndarray, n: int, index: LexicalIndex, admitted: np.ndarray | None
+        self, vector: np.ndarray, n: int, index: ChunkIndex, admitted: np.ndarray | None
     ) -> tuple[list[tuple[str, str, dict[str, Any], float]], dict[str, float]]:
         """Exact nearest neighbours among the admitted rows, and the similarity of every admitted chunk."""
         rows = np.flatnonzero(admitted) if admitted is not None else np.arange(len(index.ids))
@@ -232,7 +234,7 @@ class HybridRetriever:
             return self._size[1]
 
 
-def _drop_near_duplicates(ranked: list[Passage], k: int, index: LexicalIndex) -> list[Passage]:
+def _drop_near_duplicates(ranked: list[Passage], k: int, index: ChunkIndex) -> list[Passage]:
     """Keep the best of passages whose term sets overlap by ``DUPLICATE_JACCARD`` or more."""
     kept: list[Passage] = []
     kept_terms: list[frozenset[str]] = []

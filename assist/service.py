@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 from assist.access import Filters, audiences_for
 from assist.answer import Answer, Citation, Handoff
+from assist.chunk_index import ChunkIndex
 from assist.conversation import Turn, as_turns, condense, is_follow_up, mentioned_market
 from assist.extractive import ExtractiveGenerator
 from assist.generation import CoverageFn, Generator, TokenCallback
-from assist.lexical import LexicalIndex, detect_language, terms
 from assist.retrieval import HybridRetriever, Passage, Retrieval
+from assist.terms import detect_language, terms
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
@@ -168,7 +169,7 @@ class Assistant:
         )
         return answer
 
-    def _coverage(self, role: str, query: str, index: LexicalIndex | None = None) -> CoverageFn:
+    def _coverage(self, role: str, query: str, index: ChunkIndex | None = None) -> CoverageFn:
         """How much of the query's idf mass a text covers, with the role's index statistics."""
         index = index or self.retriever.lexical.for_role(role)
         language = detect_language(query)

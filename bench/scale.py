@@ -492,7 +492,7 @@ def lexical_index_info(indexes: Any, revision: str) -> dict[str, Any]:
 
 def measure_kbassist(args: argparse.Namespace, size: int, server: bool) -> dict[str, Any]:
     """One store, one process (so peak RSS is this size's): latency, hit@5, concurrency."""
-    from assist.lexical import LexicalIndexes
+    from assist.role_indexes import ChunkIndexes
     from assist.service import Assistant
     from kb.store import KnowledgeStore
 
@@ -514,7 +514,7 @@ def measure_kbassist(args: argparse.Namespace, size: int, server: bool) -> dict[
     build_s = time.perf_counter() - t
     t = time.perf_counter()
     for role in ("customer", "agent", "internal"):
-        LexicalIndexes(store).for_role(role)  # what every later process does: map the built files
+        ChunkIndexes(store).for_role(role)  # what every later process does: map the built files
     out["lexical_index"] = {
         "build_3_roles_s": round(build_s, 2),
         "map_3_roles_ms": round((time.perf_counter() - t) * 1000, 1),

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from assist.lexical import terms
+from assist.terms import terms
 from kb.store import KnowledgeStore
 
 CLUSTER_SIMILARITY = 0.55  # average-linkage cosine similarity at which two groups stop merging

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from assist.access import Filters
-from assist.lexical import KEEP_REVISIONS, LexicalIndex, LexicalIndexes, namespace
+from assist.chunk_index import ChunkIndex
+from assist.role_indexes import KEEP_REVISIONS, ChunkIndexes, namespace
 from ingest.pipeline import ingest
 from kb.settings import Settings
 from kb.store import KnowledgeStore
@@ -50,12 +51,12 @@ def ingested(store: KnowledgeStore, docs_dir: Path) -> KnowledgeStore:
 
 
 def test_index_is_built_once_and_mapped_by_every_later_reader(ingested: KnowledgeStore) -> None:
-    first = LexicalIndexes(ingested)
+    first = ChunkIndexes(ingested)
     index = first.for_role("internal")
     assert first.builds == 1
     assert (first.path("internal", ingested.revision()) / "manifest.json").is_file()
 
-    second = LexicalIndexes(ingested)  # another process would look the same: nothing in memory yet
+    second = ChunkIndexes(ingested)  # another process would look the same: nothing in memory yet
     mapped = second.for_role("internal")
     assert second.builds == 0
     assert list(mapped.ids) == list(index.ids)
@@ -63,7 +64,7 @@ def test_index_is_built_once_and_mapped_by_every_later_reader(ingested: Knowledg
 
 
 def test_role_scope_holds_only_what_the_role_may_read(ingested: KnowledgeStore) -> None:
-    indexes = LexicalIndexes(ingested)
+    indexes = ChunkIndexes(ingested)
     customer = indexes.for_role("customer")
     assert {m["audience"] for m in customer.metadatas} == {"customer"}
     assert {m["audience"] for m in indexes.for_role("agent").metadatas} == {"customer", "agent"}
@@ -71,7 +72,7 @@ def test_role_scope_holds_only_what_the_role_may_read(ingested: KnowledgeStore) 
 
 
 def test_a_write_changes_the_revision_and_old_revisions_are_collected(ingested: KnowledgeStore, docs_dir: Path) -> None:
-    indexes = LexicalIndexes(ingested)
+    indexes = ChunkIndexes(ingested)
     revisions = []
     for n in range(KEEP_REVISIONS + 2):
         revisions.append(ingested.revision())
@@ -86,13 +87,13 @@ def test_a_write_changes_the_revision_and_old_revisions_are_collected(ingested: 
 
 
 def test_a_truncated_index_is_detected_and_rebuilt(ingested: KnowledgeStore, caplog: pytest.LogCaptureFixture) -> None:
-    built = LexicalIndexes(ingested)
+    built = ChunkIndexes(ingested)
     expected = built.for_role("internal").search("return item days", 5)
     texts = built.path("internal", ingested.revision()) / "texts.bin"
     texts.write_bytes(texts.read_bytes()[:-5])
 
-    reader = LexicalIndexes(ingested)
-    with caplog.at_level(logging.WARNING, logger="assist.lexical"):
+    reader = ChunkIndexes(ingested)
+    with caplog.at_level(logging.WARNING, logger="assist.role_indexes"):
         index = reader.for_role("internal")
     assert reader.builds == 1
     assert "unusable" in caplog.text
@@ -100,20 +101,20 @@ def test_a_truncated_index_is_detected_and_rebuilt(ingested: KnowledgeStore, cap
 
 
 def test_an_index_without_a_manifest_is_rebuilt(ingested: KnowledgeStore) -> None:
-    built = LexicalIndexes(ingested)
+    built = ChunkIndexes(ingested)
     built.for_role("agent")
     (built.path("agent", ingested.revision()) / "manifest.json").unlink()
-    reader = LexicalIndexes(ingested)
+    reader = ChunkIndexes(ingested)
     assert len(reader.for_role("agent").ids) == len(built.for_role("agent").ids)
     assert reader.builds == 1
 
 
 def test_concurrent_readers_build_the_index_once(ingested: KnowledgeStore) -> None:
-    readers = [LexicalIndexes(ingested) for _ in range(4)]
+    readers = [ChunkIndexes(ingested) for _ in range(4)]
     barrier = threading.Barrier(len(readers))
     sizes: list[int] = []
 
-    def read(reader: LexicalIndexes) -> None:
+    def read(reader: ChunkIndexes) -> None:
         barrier.wait()
         sizes.append(len(reader.for_role("internal").ids))
 
@@ -133,8 +134,8 @@ def test_an_unwritable_index_directory_falls_back_to_memory(
     blocker.write_text("a file where the index directory should be")  # fails for root too
     store = KnowledgeStore(Settings(data_dir=tmp_path / "data", lexical_dir=blocker / "lexical"))
     assert ingest([docs_dir], store).ok
-    indexes = LexicalIndexes(store)
-    with caplog.at_level(logging.WARNING, logger="assist.lexical"):
+    indexes = ChunkIndexes(store)
+    with caplog.at_level(logging.WARNING, logger="assist.role_indexes"):
         index = indexes.for_role("internal")
     assert "building it in memory" in caplog.text
     assert len(index.ids) == store.chunk_count()
@@ -150,8 +151,8 @@ def test_indexes_of_different_servers_do_not_meet(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shards", [2, 5])
 def test_sharded_search_returns_the_unsharded_scores(tmp_path: Path, shards: int) -> None:
     ids, texts, metas = _chunks(400)
-    whole = LexicalIndex.build(ids, texts, metas, directory=tmp_path / "whole")
-    split = LexicalIndex.build(ids, texts, metas, directory=tmp_path / "split", shards=shards)
+    whole = ChunkIndex.build(ids, texts, metas, directory=tmp_path / "whole")
+    split = ChunkIndex.build(ids, texts, metas, directory=tmp_path / "split", shards=shards)
     assert split.shard_count == shards
     for query, filters in itertools.product(
         ["refund card fee", "dispute chargeback merchant", "interest", "nothing matches zzz"],
@@ -165,8 +166,8 @@ def test_sharded_search_returns_the_unsharded_scores(tmp_path: Path, shards: int
 
 def test_persisted_and_in_memory_indexes_agree(tmp_path: Path) -> None:
     ids, texts, metas = _chunks(120)
-    mapped = LexicalIndex.build(ids, texts, metas, directory=tmp_path / "index")
-    memory = LexicalIndex.build(ids, texts, metas)
+    mapped = ChunkIndex.build(ids, texts, metas, directory=tmp_path / "index")
+    memory = ChunkIndex.build(ids, texts, metas)
     assert mapped.search("refund fee", 20) == memory.search("refund fee", 20)
     assert all(mapped.row_of(i) == row for row, i in enumerate(ids))
     assert mapped.row_of("no-such-chunk") == -1
@@ -176,7 +177,7 @@ def test_persisted_and_in_memory_indexes_agree(tmp_path: Path) -> None:
 
 def test_filter_mask_has_the_semantics_of_filters(tmp_path: Path) -> None:
     ids, texts, metas = _chunks(200)
-    index = LexicalIndex.build(ids, texts, metas, directory=tmp_path / "index")
+    index = ChunkIndex.build(ids, texts, metas, directory=tmp_path / "index")
     for filters in [
         Filters(market="SE"),
         Filters(market="de"),
@@ -191,6 +192,6 @@ def test_filter_mask_has_the_semantics_of_filters(tmp_path: Path) -> None:
 
 
 def test_an_empty_scope_searches_to_nothing(tmp_path: Path) -> None:
-    index = LexicalIndex.build([], [], [], directory=tmp_path / "empty")
+    index = ChunkIndex.build([], [], [], directory=tmp_path / "empty")
     assert len(index.ids) == 0
     assert index.search("refund", 5) == []
