@@ -6,8 +6,13 @@ metrics. A line holds::
 
     {"id", "question", "conversation": [{"role", "content"}], "role": "customer|agent|internal",
      "market": "SE|DE|ALL", "doc": gold doc id or null, "evidence": gold passage or null,
-     "answers": [gold spans], "answerable": bool, "restricted": bool (optional),
+     "answers": [gold spans], "must_include": [fact or [alternatives]] (optional),
+     "must_not_include": [string] (optional), "answerable": bool, "restricted": bool (optional),
      "category": str, "filters": {"doc_id": ...} (optional)}
+
+``must_include`` lists the facts a correct answer needs (each a string, or a list of strings
+any one of which will do) and ``must_not_include`` what would make it wrong (the other market's
+figure, a contradicting rule): see :class:`eval.metrics.AnswerCorrect`.
 
 ``answerable`` is false when the knowledge base has no answer; ``restricted`` marks a question
 only agent or internal documents answer, so a customer asking it must be refused. Other keys are
@@ -49,6 +54,8 @@ class EvalQuestion:
     doc: str | None = None
     evidence: str | None = None
     answers: list[str] = field(default_factory=list)
+    must_include: list[tuple[str, ...]] = field(default_factory=list)
+    must_not_include: list[str] = field(default_factory=list)
     answerable: bool = True
     restricted: bool = False
     category: str = "other"
@@ -76,6 +83,15 @@ class EvalQuestion:
         answers = record.get("answers") or []
         if not isinstance(answers, list):
             raise DatasetError(f"{where}: 'answers' must be a list")
+        must_include = record.get("must_include") or []
+        must_not_include = record.get("must_not_include") or []
+        if not isinstance(must_include, list) or not all(
+            isinstance(item, str) or (isinstance(item, list) and item and all(isinstance(a, str) for a in item))
+            for item in must_include
+        ):
+            raise DatasetError(f"{where}: 'must_include' must be a list of strings or of lists of strings")
+        if not isinstance(must_not_include, list) or not all(isinstance(item, str) for item in must_not_include):
+            raise DatasetError(f"{where}: 'must_not_include' must be a list of strings")
         conversation = record.get("conversation") or []
         if not isinstance(conversation, list) or not all(isinstance(t, dict) for t in conversation):
             raise DatasetError(f"{where}: 'conversation' must be a list of {{role, content}} turns")
@@ -88,6 +104,8 @@ class EvalQuestion:
             doc=record.get("doc") or None,
             evidence=record.get("evidence") or None,
             answers=[str(a) for a in answers if str(a).strip()],
+            must_include=[(item,) if isinstance(item, str) else tuple(item) for item in must_include],
+            must_not_include=list(must_not_include),
             answerable=bool(record.get("answerable", True)),
             restricted=bool(record.get("restricted", False)),
             category=str(record.get("category") or "other"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -100,6 +101,34 @@ def is_relevant(text: str, doc_id: str, evidence: str | None, answers: tuple[str
     return any(norm(a) and norm(a) in t for a in answers)
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
+
+
+@lru_cache(maxsize=65536)
+def fact_norm(text: str) -> str:
+    """Text reduced to its words and numbers, space-padded for whole-word containment.
+
+    NFKC (so fullwidth digits and ligatures compare equal), lower case, citation markers gone,
+    every character that is not a letter or digit a space: "2.50 EUR" and "2,50 eur" both hold
+    the words "2 50 eur", and " 30 days " is not inside " 130 days ".
+    """
+    text = unicodedata.normalize("NFKC", strip_citations(text)).lower()
+    return " " + " ".join(_NOT_ALNUM.sub(" ", text).split()) + " "
+
+
+def has_fact(text: str, alternatives: Sequence[str]) -> bool:
+    """Any one of the alternatives appears in ``text`` as whole words (see :func:`fact_norm`)."""
+    haystack = fact_norm(text)
+    return any(fact_norm(a).strip() and fact_norm(a) in haystack for a in alternatives)
+
+
+def facts_correct(text: str, must_include: Sequence[Sequence[str]], must_not_include: Sequence[str]) -> bool:
+    """Every required fact present (one alternative each) and no excluded string."""
+    return all(has_fact(text, item) for item in must_include) and not any(
+        has_fact(text, [banned]) for banned in must_not_include
+    )
+
+
 def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
@@ -159,6 +188,8 @@ class Sample:
     threshold: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     judged_groundedness: float | None = None  # from an LLM judge, when one ran (eval/judge.py)
+    must_include: tuple[tuple[str, ...], ...] = ()
+    must_not_include: tuple[str, ...] = ()
 
     @property
     def answered(self) -> bool:
@@ -183,14 +214,18 @@ class Sample:
 
     @property
     def correct(self) -> bool:
-        """The answer gives the gold answer: a gold span contained, or token F1 >= 0.5.
+        """The answer is right: by its required facts when the question has them, else by span.
 
+        With ``must_include`` gold, right means every required fact present and nothing
+        excluded (:func:`facts_correct`); otherwise a gold span contained, or token F1 >= 0.5.
         Without a generator, the best a reader could do: a relevant passage among those retrieved.
         """
         if not self.gold:
             return False
         if self.answer is None:
             return any(self.relevant(p) for p in self.ranked)
+        if self.must_include:
+            return facts_correct(self.answer, self.must_include, self.must_not_include)
         text = strip_citations(self.answer)
         return contains_span(text, self.answers) or best_f1(text, self.answers) >= CORRECT_F1
 
@@ -296,6 +331,34 @@ class SpanContainment:
         if not s.gold or not s.answers or s.answer is None:
             return None
         return float(s.answered and contains_span(strip_citations(s.answer), s.answers))
+
+
+@dataclass(frozen=True)
+class AnswerCorrect:
+    """The answer holds every fact a person needs to act and nothing that makes it wrong.
+
+    Defined for answerable questions with ``must_include`` gold; a refusal scores 0. Stricter
+    than span containment, which counts a quoted table holding both markets' figures as right.
+    """
+
+    name: str = "answer_correct"
+    higher_is_better: bool = True
+
+    def score(self, s: Sample) -> float | None:
+        if not s.gold or not s.must_include or s.answer is None:
+            return None
+        return float(s.answered and facts_correct(s.answer, s.must_include, s.must_not_include))
+
+
+@dataclass(frozen=True)
+class FalseRefusal:
+    """Of the questions the knowledge base answers for the asker, the share refused."""
+
+    name: str = "false_refusal"
+    higher_is_better: bool = False
+
+    def score(self, s: Sample) -> float | None:
+        return None if s.must_refuse else float(not s.answered)
 
 
 # -- citations and groundedness -------------------------------------------------------------------
@@ -426,6 +489,7 @@ QUALITY_METRICS: tuple[Metric, ...] = (
     TokenF1(),
     ExactMatch(),
     SpanContainment(),
+    AnswerCorrect(),
     CitationPrecision(),
     CitationRecall(),
     Groundedness(),
@@ -433,10 +497,20 @@ QUALITY_METRICS: tuple[Metric, ...] = (
     RefusalPrecision(),
     RefusalRecall(),
     AnswerRate(),
+    FalseRefusal(),
     Deflection(),
     FalseDeflection(),
 )
-THRESHOLD_METRICS = ("deflection", "false_deflection", "refusal_precision", "refusal_recall", "answer_rate", "f1")
+THRESHOLD_METRICS = (
+    "deflection",
+    "false_deflection",
+    "refusal_precision",
+    "refusal_recall",
+    "answer_rate",
+    "false_refusal",
+    "answer_correct",
+    "f1",
+)
 HIGHER_IS_BETTER = {m.name: m.higher_is_better for m in QUALITY_METRICS} | {
     "latency_p50_ms": False,
     "latency_p95_ms": False,

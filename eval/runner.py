@@ -63,6 +63,8 @@ class Record:
     usage: dict[str, int] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     judged_groundedness: float | None = None
+    must_include: list[list[str]] = field(default_factory=list)
+    must_not_include: list[str] = field(default_factory=list)
 
     def sample(self, threshold: float) -> Sample:
         return Sample(
@@ -84,6 +86,8 @@ class Record:
             threshold=threshold,
             usage=self.usage,
             judged_groundedness=self.judged_groundedness,
+            must_include=tuple(tuple(item) for item in self.must_include),
+            must_not_include=tuple(self.must_not_include),
         )
 
 
@@ -141,6 +145,8 @@ def run_kbassist(
                 search_query=answer.search_query,
                 usage=dict(answer.usage),
                 flags=list(answer.flags),
+                must_include=[list(item) for item in q.must_include],
+                must_not_include=list(q.must_not_include),
             )
         )
         if progress:
@@ -179,6 +185,8 @@ def run_baseline(
                 latency_ms=round(latency, 2),
                 deflection_scope=in_scope(q),
                 search_query=q.question,
+                must_include=[list(item) for item in q.must_include],
+                must_not_include=list(q.must_not_include),
             )
         )
         if progress:
@@ -253,11 +261,13 @@ HEADLINE = (
     "mrr@10",
     "f1",
     "span_containment",
+    "answer_correct",
     "citation_precision",
     "groundedness",
     "groundedness_llm",
     "refusal_precision",
     "refusal_recall",
+    "false_refusal",
     "deflection",
     "false_deflection",
     "latency_p95_ms",
