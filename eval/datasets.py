@@ -35,7 +35,7 @@ POLICYQA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval" / "policy
 ROLES = ("customer", "agent", "internal")
 # Bundled sets written against the demo knowledge base: loaded by name, they bring its documents,
 # so ``kbassist eval run --dataset adversarial`` measures the same store the questions target.
-DEMO_SETS = ("demo", "adversarial")
+DEMO_SETS = ("demo", "realistic", "adversarial")
 
 
 class DatasetError(ValueError):
