@@ -67,6 +67,7 @@ class Answer:
     generator: str = "extractive"
     flags: list[str] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    market: str | None = None  # the market the answer was given for (asked, named or from the conversation)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

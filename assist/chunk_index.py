@@ -48,13 +48,13 @@ from assist.index_files import (
     shard_of,
     write_strings,
 )
-from assist.terms import query_terms, terms
+from assist.terms import query_terms, term_pairs, terms
 
 # bm25s sets its own logger to DEBUG on import; its per-index messages are noise to us.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 # Bumped whenever the files, the tokenizer or the role scopes change meaning; part of the path.
-FORMAT = 2
+FORMAT = 3  # 3: a surface word per vocabulary term (spelling correction)
 # A chunk without terms still needs a column in bm25s; this token never comes out of ``terms``.
 _EMPTY = "\u2400"
 # Filter masks are cached per filter combination, up to about this many bytes.
@@ -83,16 +83,16 @@ class _Writer:
         self._shard = array("h")
         self._tokens: list[array[int]] = []
         self._vocab: dict[str, int] = {}
+        self._surface: list[str] = []  # by vocabulary id: the first word seen with that stem
         self._row_terms = array("i")
         self._row_term_offsets = array("q", [0])
         self._codes = {name: array("i") for name in _FILTER_FIELDS}
         self._values: dict[str, dict[str, int]] = {name: {} for name in _FILTER_FIELDS}
 
     def add(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
-        vocab = self._vocab
         for chunk_id, text, meta in zip(ids, texts, metadatas, strict=True):
-            tokens = [vocab.setdefault(t, len(vocab)) for t in terms(text, str(meta.get("language", "en")))]
-            self._tokens.append(array("i", tokens or [vocab.setdefault(_EMPTY, len(vocab))]))
+            tokens = [self._token(stem, word) for stem, word in term_pairs(text, str(meta.get("language", "en")))]
+            self._tokens.append(array("i", tokens or [self._token(_EMPTY, "")]))
             self._row_terms.extend(sorted(set(tokens)))
             self._row_term_offsets.append(len(self._row_terms))
             self.ids.append(chunk_id)
@@ -103,6 +103,14 @@ class _Writer:
             for name in _FILTER_FIELDS:
                 known = self._values[name]
                 self._codes[name].append(known.setdefault(json.dumps(meta.get(name)), len(known)))
+
+    def _token(self, stem: str, word: str) -> int:
+        """The vocabulary id of ``stem``, added (with ``word`` as its surface form) when new."""
+        token = self._vocab.get(stem)
+        if token is None:
+            token = self._vocab[stem] = len(self._vocab)
+            self._surface.append(word)
+        return token
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Write everything but the texts and metadata streamed so far, then the manifest."""
@@ -119,6 +127,7 @@ class _Writer:
         np.save(d / "ids.hash_rows.npy", order.astype(np.int64))
         vocab = list(self._vocab)
         write_strings(d, "vocab", vocab, sort=True)
+        write_strings(d, "surface", self._surface, sort=False)
         row_terms = np.array(self._row_terms, dtype=np.int32)
         np.save(d / "terms.npy", row_terms)
         np.save(d / "terms.offsets.npy", np.array(self._row_term_offsets, dtype=np.int64))
@@ -243,6 +252,8 @@ class ChunkIndex:
         self._mask_limit = max(8, min(256, _MASK_CACHE_BYTES // max(len(self.ids), 1)))
         self._row_terms: dict[int, frozenset[str]] = {}
         self._idf: dict[str, float] = {}
+        self._corrections: dict[str, str | None] = {}
+        self._vocabulary: list[str] | None = None  # built on the first spelling correction
 
     def _open(self, d: Path, use_mmap: bool) -> None:
         manifest = json.loads((d / "manifest.json").read_text("utf-8"))
@@ -266,6 +277,7 @@ class ChunkIndex:
         self.texts = table("texts")
         self.metadatas = Metadatas(table("metas"))
         self._vocab = table("vocab", sort=True)
+        self._surface = table("surface")
         self._terms = open_array(d / "terms.npy", use_mmap)
         self._term_offsets = open_array(d / "terms.offsets.npy", use_mmap)
         self._df = open_array(d / "df.npy", use_mmap)
@@ -282,7 +294,7 @@ class ChunkIndex:
         sizes |= {len(self._id_hashes), len(self._id_hash_rows)}
         sizes |= {len(codes) for codes in self._codes.values()}
         sizes.add(sum(int(s.model.scores["num_docs"]) for s in self._shards) if self._shards else n)
-        if sizes != {n} or not len(self._df) == len(self._vocab) == manifest["vocabulary"]:
+        if sizes != {n} or not len(self._df) == len(self._vocab) == len(self._surface) == manifest["vocabulary"]:
             raise ValueError(f"row counts {sorted(sizes)} disagree with the manifest's {n} chunks")
 
     @classmethod
@@ -342,6 +354,48 @@ class ChunkIndex:
 
     def _term_id(self, term: str) -> int:
         return self._vocab.find(term)
+
+    def knows(self, term: str) -> bool:
+        """The term occurs in some chunk of this scope."""
+        return self._term_id(term) >= 0
+
+    def surface(self, term: str) -> str:
+        """A word of the knowledge base that stems to ``term`` (to rebuild a corrected question)."""
+        row = self._term_id(term)
+        return self._surface[row] if row >= 0 else term
+
+    def correct(self, term: str) -> str | None:
+        """The knowledge base's term a misspelt one most likely means, or None.
+
+        Customers type "verfy", "retrun", "extnd"; those terms occur in no chunk, so BM25 finds
+        nothing and the answer looks unsupported. A term unknown to this scope is matched to the
+        vocabulary term at the smallest edit distance (1 for short words, 2 from 7 letters),
+        the more frequent one on a tie. Short words and words with digits are left alone: at
+        that length a near neighbour is another word, not a correction.
+        """
+        if len(term) < 4 or any(ch.isdigit() for ch in term) or self.knows(term):
+            return None
+        cached = self._corrections.get(term, "")
+        if cached != "":
+            return cached
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        limit = 1 if len(term) < 7 else 2
+        best: str | None = None
+        if self._vocabulary is None:
+            self._vocabulary = [w for w in self._vocab[0 : len(self._vocab)] if len(w) >= 3 and not w.isdigit()]
+        matches = process.extract(
+            term, self._vocabulary, scorer=Levenshtein.distance, score_cutoff=limit, limit=8
+        )
+        if matches:
+            closest = min(distance for _, distance, _ in matches)
+            tied = [word for word, distance, _ in matches if distance == closest]
+            best = max(tied, key=lambda w: (int(self._df[self._term_id(w)]), w))
+        if len(self._corrections) >= 4096:
+            self._corrections.clear()
+        self._corrections[term] = best
+        return best
 
     def _terms_of_row(self, row: int) -> frozenset[str]:
         cached = self._row_terms.get(row)

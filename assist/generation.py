@@ -1,15 +1,38 @@
-"""The interface every answer generator implements, and what it hands back."""
+"""The interface every answer generator implements, what it is given and what it hands back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assist.retrieval import Passage
 
+if TYPE_CHECKING:
+    from assist.answerability import Decision
+    from assist.selection import Selection, Unit
+    from assist.understanding import Understood
+
 TokenCallback = Callable[[str], None]
 CoverageFn = Callable[[str], float]
+
+
+@dataclass
+class Plan:
+    """What the answer layer found for one message, before any text is written.
+
+    ``passages`` are every passage an answer may cite (those of the whole message first, then
+    any found for its separate questions); ``units`` what selection chose from them, best
+    first; ``decision`` the answerability gate's verdict.
+    """
+
+    understood: Understood
+    query: str
+    passages: list[Passage]
+    units: list[Unit]
+    decision: Decision
+    market: str | None
+    selection: Selection  # every scored candidate of the whole message's passages
 
 
 @dataclass
@@ -34,4 +57,5 @@ class Generator(Protocol):
         role: str,
         coverage: CoverageFn,
         on_token: TokenCallback | None = None,
+        plan: Plan | None = None,
     ) -> Generated: ...

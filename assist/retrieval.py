@@ -9,10 +9,12 @@ decides, downstream, whether to answer or to hand off.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,12 @@ from assist.access import Filters, where_clause
 from assist.chunk_index import ChunkIndex
 from assist.role_indexes import ChunkIndexes
 from assist.terms import detect_language, terms
+from kb.embedding import DIMENSIONS
+from kb.segments import chunk_body, chunk_segments, embedding_text, segment_id
 from kb.settings import Settings
 from kb.store import KnowledgeStore
+
+log = logging.getLogger(__name__)
 
 RRF_K = 60
 DUPLICATE_JACCARD = 0.8
@@ -62,7 +68,7 @@ class Passage:
     @property
     def body(self) -> str:
         """The chunk text without its heading-path prefix."""
-        return self.text.split("\n\n", 1)[1] if "\n\n" in self.text else self.text
+        return chunk_body(self.text)
 
 
 @dataclass
@@ -77,6 +83,8 @@ class Retrieval:
     timings: dict[str, float] = field(default_factory=dict)
     # The role's lexical index the passages were scored with, for scoring answer text the same way.
     index: ChunkIndex | None = field(default=None, repr=False)
+    # The query's embedding, for scoring the passages' segments against it.
+    vector: np.ndarray | None = field(default=None, repr=False)
 
 
 def confidence_from(passages: list[Passage]) -> float:
@@ -99,8 +107,15 @@ class HybridRetriever:
         self._size: tuple[str, int] = ("", 0)
 
     def retrieve(
-        self, query: str, role: str, filters: Filters | None = None, k: int | None = None, rerank: bool | None = None
+        self,
+        query: str,
+        role: str,
+        filters: Filters | None = None,
+        k: int | None = None,
+        rerank: bool | None = None,
+        vector: np.ndarray | None = None,
     ) -> Retrieval:
+        """The ``k`` best passages the role may read for ``query`` (``vector``: its embedding, if already made)."""
         started = time.perf_counter()
         filters = filters or Filters()
         k = k or self.settings.top_k
@@ -109,7 +124,8 @@ class HybridRetriever:
         timings: dict[str, float] = {}
 
         t = time.perf_counter()
-        vector = self.store.embedder.embed([query])[0]
+        if vector is None:
+            vector = self.store.embedder.embed([query])[0]
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         index = self.lexical.for_role(role)
@@ -133,7 +149,7 @@ class HybridRetriever:
             passage.fused += 1.0 / (RRF_K + rank + 1)
         if not pool:
             latency = (time.perf_counter() - started) * 1000
-            return Retrieval(query, role, filters, [], 0.0, where, latency, timings, index)
+            return Retrieval(query, role, filters, [], 0.0, where, latency, timings, index, vector)
 
         missing_dense = [p for p in pool.values() if p.dense == 0.0]
         unscored = [p.chunk_id for p in missing_dense if p.chunk_id not in scored]
@@ -153,7 +169,53 @@ class HybridRetriever:
         ranked = sorted(pool.values(), key=lambda p: (-p.score, p.chunk_id))
         passages = _drop_near_duplicates(ranked, k, index)
         latency = (time.perf_counter() - started) * 1000
-        return Retrieval(query, role, filters, passages, confidence_from(passages), where, latency, timings, index)
+        return Retrieval(
+            query, role, filters, passages, confidence_from(passages), where, latency, timings, index, vector
+        )
+
+    def following(self, passage: Passage, index: ChunkIndex) -> Passage | None:
+        """The chunk after ``passage`` in its document, if the role may read it.
+
+        A procedure longer than a chunk continues there. Chunks of a document are stored, and
+        so indexed, in order, so the next row is nearly always it; otherwise the store is asked.
+        """
+        doc, position = passage.doc_id, passage.metadata.get("position")
+        if not isinstance(position, int):
+            return None
+        row = index.row_of(passage.chunk_id)
+        candidates = [row + 1] if 0 <= row < len(index.ids) - 1 else []
+        for r in candidates:
+            meta = index.metadatas[r]
+            if meta.get("doc_id") == doc and meta.get("position") == position + 1:
+                return Passage(index.ids[r], index.texts[r], meta)
+        got = self.store.chunks.get(where={"$and": [{"doc_id": doc}, {"position": position + 1}]}, include=[])
+        rows = index.rows_of(list(got["ids"]))
+        hit = next((int(r) for r in rows if r >= 0), None)
+        return Passage(index.ids[hit], index.texts[hit], index.metadatas[hit]) if hit is not None else None
+
+    def segment_vectors(self, passages: Sequence[Passage]) -> list[np.ndarray]:
+        """One matrix per passage: the stored vector of each of its segments, in order.
+
+        Stored at ingest, so this is one lookup by id; a segment the store lacks (a store
+        written before segments were, or a write interrupted between chunk and segments) is
+        embedded here instead.
+        """
+        cut = [chunk_segments(p.text, str(p.metadata.get("section", ""))) for p in passages]
+        keys = [[segment_id(p.chunk_id, s.position) for s in segs] for p, segs in zip(passages, cut, strict=True)]
+        stored = self.store.segment_vectors([key for row in keys for key in row])
+        missing = [
+            (key, embedding_text(s, str(p.metadata.get("section", ""))))
+            for p, segs, row in zip(passages, cut, keys, strict=True)
+            for s, key in zip(segs, row, strict=True)
+            if key not in stored
+        ]
+        if missing:
+            log.debug("embedding %d segments the store lacks", len(missing))
+            stored.update(zip((key for key, _ in missing), self.store.embedder.embed([t for _, t in missing]), strict=True))
+        return [
+            np.array([stored[key] for key in row], dtype=np.float32) if row else np.zeros((0, DIMENSIONS), np.float32)
+            for row in keys
+        ]
 
     def _dense(
         self, vector: np.ndarray, n: int, index: ChunkIndex, filters: Filters, where: dict[str, Any] | None
@@ -232,6 +294,27 @@ class HybridRetriever:
             if self._size[0] != revision or not self._size[1]:
                 self._size = (revision, self.store.chunk_count())
             return self._size[1]
+
+
+def fuse(primary: Retrieval, other: Retrieval, weight: float = 0.5) -> Retrieval:
+    """``primary``'s passages and ``other``'s, merged by weighted reciprocal rank.
+
+    A message's focus (its question sentences) is searched as ``primary`` and the whole
+    message as ``other``: the question decides the order, the story around it can still bring
+    the passage it was about. Scores are rescaled to 0..1 like a single search's.
+    """
+    scores: dict[str, float] = {}
+    by_id: dict[str, Passage] = {}
+    for w, found in ((1.0, primary), (weight, other)):
+        for rank, passage in enumerate(found.passages):
+            scores[passage.chunk_id] = scores.get(passage.chunk_id, 0.0) + w / (RRF_K + rank + 1)
+            by_id.setdefault(passage.chunk_id, passage)
+    if not scores:
+        return primary
+    top = max(scores.values())
+    ranked = sorted(by_id, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[: max(len(primary.passages), 1)]
+    passages = [replace(by_id[c], score=scores[c] / top) for c in ranked]
+    return replace(primary, passages=passages, confidence=confidence_from(passages))
 
 
 def _drop_near_duplicates(ranked: list[Passage], k: int, index: ChunkIndex) -> list[Passage]:

@@ -11,27 +11,45 @@ import re
 import time
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
 
 from assist.access import Filters, audiences_for
 from assist.answer import Answer, Citation, Handoff
+from assist.answerability import Gate
+from assist.answerability import features as answerability_features
 from assist.chunk_index import ChunkIndex
-from assist.conversation import Turn, as_turns, condense, is_follow_up, mentioned_market
+from assist.compose import customer_reply
 from assist.extractive import ExtractiveGenerator
-from assist.generation import CoverageFn, Generator, TokenCallback
-from assist.retrieval import HybridRetriever, Passage, Retrieval
+from assist.generation import CoverageFn, Generator, Plan, TokenCallback
+from assist.models import load_model
+from assist.retrieval import HybridRetriever, Passage, Retrieval, fuse
+from assist.selection import MAX_BLOCK_ITEMS, Selection, Selector, Unit, render
 from assist.terms import detect_language, terms
+from assist.understanding import Turn, Understood, as_turns, understand
+from kb.segments import chunk_segments
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
-CUSTOMER_REFUSAL = (
+# Said in turn, so a customer refused twice does not read the same sentence twice.
+CUSTOMER_REFUSALS = (
     "I'm sorry, I couldn't find an answer to that in our help articles, and I don't want to guess. "
-    "Would you like to talk to a person? I can pass your question on to our support team."
+    "Would you like to talk to a person? I can pass your question on to our support team.",
+    "I still can't find that in our help articles, so I'd rather not guess. "
+    "A person from our support team can look at it with you: shall I pass it on?",
+    "That one isn't covered in our help articles either. The quickest way to an answer is a person "
+    "from our support team; they will see this conversation.",
 )
+CUSTOMER_REFUSAL = CUSTOMER_REFUSALS[0]
+RELATED_INTRO = "I'm not sure I found the exact answer, but these help articles look related:"
+REFUSAL_OPENINGS = (*(text[:40] for text in CUSTOMER_REFUSALS), RELATED_INTRO[:20])
+RELATED_OUTRO = "Did one of them help? If not, I can pass your question to a person on our support team."
 AGENT_REFUSAL = "No policy in the knowledge base covers this question."
 ESCALATION_QUERY = "no policy covers the case what to do escalate to team lead escalation path"
-REPLY_OPENING = "Thanks for getting in touch."
+_ESCALATION_TOPIC = re.compile(r"escalat|no policy|not covered|eskal|uncovered", re.I)
 
 
 # A run of characters without a space this long is a paste accident (a token, a blob, a
@@ -80,10 +98,18 @@ def validate_question(question: object, max_chars: int) -> str:
 
 
 class Assistant:
-    """Answers questions from one knowledge base for customers, agents and internal readers."""
+    """Answers questions from one knowledge base for customers, agents and internal readers.
+
+    One ask, top to bottom: the message is understood against the asker's vocabulary
+    (:mod:`assist.understanding`), searched (:mod:`assist.retrieval`), its answer chosen
+    segment by segment (:mod:`assist.selection`), gated by the calibrated answerability model
+    (:mod:`assist.answerability`), then written (:mod:`assist.extractive` or a language model)
+    with numbered citations, or refused and handed off.
+    """
 
     def __init__(self, store: KnowledgeStore, settings: Settings | None = None, generator: Generator | None = None):
         self.settings = settings or store.settings
+        self.store = store
         self.retriever = HybridRetriever(store, self.settings)
         if generator is None and self.settings.llm_base_url:
             from assist.llm import LLMGenerator
@@ -91,19 +117,160 @@ class Assistant:
             generator = LLMGenerator(self.settings)
         self._extractive = ExtractiveGenerator()
         self.generator: Generator = generator or self._extractive
+        self.selector = Selector(load_model("segments", _own_model(self.settings, "segments")))
+        self.gate = Gate(
+            load_model("answerability", _own_model(self.settings, "answerability")),
+            answer_at=self.settings.confidence_threshold,
+        )
 
     def _validate(self, question: str, role: str) -> str:
         audiences_for(role)
         return validate_question(question, self.settings.max_question_chars)
 
-    def search_query(self, question: str, conversation: Sequence[Turn]) -> str:
-        if conversation and is_follow_up(question) and hasattr(self.generator, "rewrite_query"):
-            history = "\n".join(f"{t.role}: {t.content}" for t in conversation[-6:])
-            try:
-                return self.generator.rewrite_query(question, history)  # type: ignore[attr-defined]
-            except Exception:  # the endpoint failing must not stop the answer
-                log.warning("query rewrite failed; using the offline heuristic")
-        return condense(question, conversation)
+    def understand(self, question: str, role: str, conversation: Sequence[Turn | dict[str, str]] | None = None) -> Understood:
+        """The message as the answer layer reads it, against the vocabulary ``role`` may read."""
+        return understand(question, as_turns(conversation), self.retriever.lexical.for_role(role))
+
+    def _rewritten(self, understood: Understood, conversation: Sequence[Turn]) -> str:
+        """A follow-up rewritten by the language model when one is configured and it can."""
+        if not (understood.follow_up and hasattr(self.generator, "rewrite_query")):
+            return understood.query
+        history = "\n".join(f"{t.role}: {t.content}" for t in conversation[-6:])
+        try:
+            return self.generator.rewrite_query(understood.text, history) or understood.query  # type: ignore[attr-defined]
+        except Exception:  # the endpoint failing must not stop the answer
+            log.warning("query rewrite failed; using the offline reading of the conversation")
+            return understood.query
+
+    def plan(self, understood: Understood, query: str, role: str, filters: Filters) -> tuple[Plan, Retrieval]:
+        """Search, choose what to quote and decide whether to answer, for an understood message.
+
+        A message asking several things is also searched once per question, so each part gets
+        its own passage and its own citation; the gate reads the search for the whole message.
+        """
+        parts = understood.parts if len(understood.parts) > 1 else []
+        whole = understood.corrected_text if understood.dropped and not understood.follow_up else ""
+        vectors = self.store.embedder.embed([query, *parts, *([whole] if whole else [])])
+        retrieval = self.retriever.retrieve(query, role, filters, vector=vectors[0])
+        if whole:
+            retrieval = fuse(retrieval, self.retriever.retrieve(whole, role, filters, vector=vectors[-1]))
+            vectors = vectors[:-1]
+        passages = list(retrieval.passages)
+        coverage = self._coverage(role, query, retrieval.index)
+        selection = self._select(query, passages, vectors[0], coverage, filters.market)
+        units = selection.units
+        if parts:
+            units = self._select_parts(parts, vectors[1:], role, filters, passages, retrieval) or units
+        units = self._finish_procedures(units, passages, retrieval, filters.market)
+        answer_coverage = coverage(" ".join(t for u in units for t in u.texts)) if units else 0.0
+        values = answerability_features(understood, retrieval.passages, selection, answer_coverage)
+        decision = self.gate.decide(values, bool(units))
+        return Plan(understood, query, passages, units, decision, filters.market, selection), retrieval
+
+    def _finish_procedures(
+        self, units: list[Unit], passages: list[Passage], retrieval: Retrieval, market: str | None
+    ) -> list[Unit]:
+        """Procedures and lists that run on past their chunk, completed from the chunks after it.
+
+        An agent told steps 1-4 of a seven-step procedure stops at step 4. A unit that ends on
+        its passage's last segment continues while the next chunk of the same section opens
+        with more of the same block (the chunker's overlap repeats a step or two: skipped).
+        """
+        if retrieval.index is None:
+            return units
+        out: list[Unit] = []
+        for unit in units:
+            out.append(unit)
+            if unit.kind not in ("steps", "list"):
+                continue
+            passage = passages[unit.passage]
+            kind, last = unit.segments[-1].kind, unit.segments[-1].position
+            seen = set(unit.texts)
+            count = len(unit.segments)
+            for _ in range(4):  # a procedure spanning more than five chunks is cut there
+                segs = chunk_segments(passage.text, str(passage.metadata.get("section", "")))
+                if not segs or segs[-1].position != last or segs[-1].kind != kind or count >= 2 * MAX_BLOCK_ITEMS:
+                    break
+                following = self.retriever.following(passage, retrieval.index)
+                if following is None or following.metadata.get("section") != passage.metadata.get("section"):
+                    break
+                nxt = chunk_segments(following.text, str(following.metadata.get("section", "")))
+                first_block = nxt[0].block if nxt and nxt[0].kind == kind else None
+                if first_block is None:
+                    break
+                rendered = [
+                    (s, t) for s in nxt if s.kind == kind and s.block == first_block and (t := render(s, market)) and t not in seen
+                ]
+                if not rendered:
+                    break
+                index = next((i for i, p in enumerate(passages) if p.chunk_id == following.chunk_id), None)
+                if index is None:
+                    passages.append(following)
+                    index = len(passages) - 1
+                out.append(Unit(index, [s for s, _ in rendered], [t for _, t in rendered], unit.kind, unit.probability, True))
+                seen.update(t for _, t in rendered)
+                count += len(rendered)
+                passage, last = following, rendered[-1][0].position
+        return out
+
+    def _select(
+        self, query: str, passages: list[Passage], vector: np.ndarray, coverage: CoverageFn, market: str | None, units: int = 3
+    ) -> Selection:
+        top = passages[: self.selector.top_passages]
+        return self.selector.select(
+            query, top, self.retriever.segment_vectors(top), vector, coverage, market, max_units=units
+        )
+
+    def _select_parts(
+        self,
+        parts: list[str],
+        vectors: np.ndarray,
+        role: str,
+        filters: Filters,
+        passages: list[Passage],
+        whole: Retrieval,
+    ) -> list[Unit]:
+        """The best unit or two for each question of a message, citing into one passage list."""
+        chosen: list[Unit] = []
+        seen: set[tuple[str, tuple[int, ...]]] = set()
+        for part, vector in zip(parts, vectors, strict=True):
+            found = self.retriever.retrieve(part, role, filters, vector=vector)
+            if not found.passages:
+                continue
+            coverage = self._coverage(role, part, found.index or whole.index)
+            for unit in self._select(part, found.passages, vector, coverage, filters.market, units=2).units:
+                passage = found.passages[unit.passage]
+                key = (passage.chunk_id, tuple(s.position for s in unit.segments))
+                if key in seen:
+                    continue
+                seen.add(key)
+                index = next((i for i, p in enumerate(passages) if p.chunk_id == passage.chunk_id), None)
+                if index is None:
+                    passages.append(passage)
+                    index = len(passages) - 1
+                unit.passage = index
+                chosen.append(unit)
+        return chosen
+
+    def prepare(
+        self,
+        question: str,
+        role: str = "customer",
+        market: str | None = None,
+        conversation: Sequence[Turn | dict[str, str]] | None = None,
+        filters: Filters | None = None,
+    ) -> tuple[Plan, Retrieval]:
+        """Everything :meth:`ask` decides before writing: the plan, and the search for the whole message.
+
+        Evaluation and model fitting read it directly; nothing here is shown to anyone.
+        """
+        question = self._validate(question, role)
+        turns = as_turns(conversation)
+        understood = understand(question, turns, self.retriever.lexical.for_role(role))
+        query = self._rewritten(understood, turns)
+        base = filters or Filters()
+        chosen_market = understood.market or market or base.market
+        return self.plan(understood, query, role, Filters(chosen_market, base.language, base.product, base.doc_id))
 
     def ask(
         self,
@@ -117,38 +284,35 @@ class Assistant:
         started = time.perf_counter()
         question = self._validate(question, role)
         turns = as_turns(conversation)
-        query = self.search_query(question, turns)
-        base = filters or Filters()
-        chosen_market = mentioned_market(query) or market or base.market
-        filters = Filters(chosen_market, base.language, base.product, base.doc_id)
-        retrieval = self.retriever.retrieve(query, role, filters)
+        plan, retrieval = self.prepare(question, role, market, turns, filters)
+        query, chosen_market, decision = plan.query, plan.market, plan.decision
 
         generated = None
         used = self.generator.name
-        if retrieval.passages and retrieval.confidence >= self.settings.confidence_threshold:
+        if decision.verdict == "answer":
             coverage = self._coverage(role, query, retrieval.index)
             try:
-                generated = self.generator.generate(query, retrieval.passages, role, coverage, on_token)
+                generated = self.generator.generate(query, plan.passages, role, coverage, on_token, plan=plan)
             except Exception as exc:  # an unreachable or failing endpoint must not leave the user without an answer
                 if self.generator is self._extractive:
                     raise
                 log.warning("generator %s failed (%s); answering extractively", self.generator.name, type(exc).__name__)
-                generated = self._extractive.generate(query, retrieval.passages, role, coverage, on_token)
+                generated = self._extractive.generate(query, plan.passages, role, coverage, on_token, plan=plan)
                 used = self._extractive.name
                 generated.flags.append(
                     f"{self.generator.name} generator unavailable ({type(exc).__name__}); answered extractively"
                 )
         if generated is None or generated.no_answer:
-            answer = self._refuse(question, query, role, chosen_market, turns, retrieval)
+            answer = self._refuse(question, query, role, chosen_market, turns, retrieval, plan)
         else:
-            citations = [Citation.from_passage(n, retrieval.passages[i]) for n, i in enumerate(generated.cited, 1)]
+            citations = [Citation.from_passage(n, plan.passages[i]) for n, i in enumerate(generated.cited, 1)]
             answer = Answer(
                 question=question,
                 search_query=query,
                 role=role,
                 text=generated.text,
                 citations=citations,
-                confidence=retrieval.confidence,
+                confidence=decision.probability,
                 refused=False,
                 latency_ms=0.0,
                 steps=generated.steps,
@@ -157,12 +321,15 @@ class Assistant:
                 usage=generated.usage,
             )
             if role != "customer":
-                answer.suggested_reply = self._customer_reply(query, retrieval)
+                audiences = [str(p.metadata.get("audience", "")) for p in plan.passages]
+                answer.suggested_reply = customer_reply(plan.units, audiences, self.settings.reply_opening)
+        answer.market = chosen_market
         answer.latency_ms = (time.perf_counter() - started) * 1000
         log.info(
-            "answered role=%s refused=%s confidence=%.2f citations=%d latency_ms=%.0f",
+            "answered role=%s refused=%s verdict=%s confidence=%.2f citations=%d latency_ms=%.0f",
             role,
             answer.refused,
+            decision.verdict,
             answer.confidence,
             len(answer.citations),
             answer.latency_ms,
@@ -176,60 +343,110 @@ class Assistant:
         words = terms(query, language)
         return lambda text: index.coverage(words, text, language)
 
-    def _customer_reply(self, query: str, retrieval: Retrieval) -> str | None:
-        """A reply the agent can send: quoted only from customer-facing passages."""
-        public = [p for p in retrieval.passages if p.metadata.get("audience") == "customer"]
-        if not public:
-            return None
-        draft = self._extractive.select(query, public, self._coverage("customer", query))
-        if draft.empty:
-            return None
-        lines = [REPLY_OPENING] + [text for text, _ in draft.parts] + [text for text, _ in draft.steps]
-        return "\n".join(lines)
-
     def _refuse(
-        self, question: str, query: str, role: str, market: str | None, turns: list[Turn], retrieval: Retrieval
+        self,
+        question: str,
+        query: str,
+        role: str,
+        market: str | None,
+        turns: list[Turn],
+        retrieval: Retrieval,
+        plan: Plan,
     ) -> Answer:
         searched = {
             "query": query,
             "role": role,
             "filters": {k: v for k, v in vars(retrieval.filters).items() if v},
             "documents": sorted({p.doc_id for p in retrieval.passages}),
-            "confidence": round(retrieval.confidence, 3),
+            "confidence": round(plan.decision.probability, 3),
         }
+        refusals = sum(1 for t in turns if t.role == "assistant" and t.content.startswith(REFUSAL_OPENINGS))
         answer = Answer(
             question=question,
             search_query=query,
             role=role,
-            text=CUSTOMER_REFUSAL if role == "customer" else AGENT_REFUSAL,
+            text="",
             citations=[],
-            confidence=retrieval.confidence,
+            confidence=plan.decision.probability,
             refused=True,
             latency_ms=0.0,
             generator=self.generator.name,
         )
+        related = plan.passages[:3] if plan.decision.verdict == "related" else []
         if role == "customer":
+            answer.text = CUSTOMER_REFUSALS[refusals % len(CUSTOMER_REFUSALS)]
+            if related:
+                answer.citations = _distinct_articles(related)
+                answer.text = RELATED_INTRO + "\n" + "\n".join(
+                    f"- {c.title}" + (f" — {c.section.rsplit('>', 1)[-1].strip()}" if c.section else "") + f" [{c.number}]"
+                    for c in answer.citations
+                ) + "\n" + RELATED_OUTRO
             earlier = [t.content for t in turns if t.role == "user"][-3:]
             summary = f"Customer asked: {question}"
             if earlier:
                 summary += " | Earlier: " + " / ".join(earlier)
-            answer.handoff = Handoff(question, role, market, summary, searched, reason="low retrieval confidence")
+            reason = "restricted_topic" if self._staff_only(query, market) else "low_confidence"
+            answer.handoff = Handoff(question, role, market, summary, searched, reason=reason)
         else:
-            answer.escalation = self._escalation_path(role)
-            if answer.escalation:
-                answer.text += (
-                    f" Follow the escalation path: {answer.escalation.title} — {answer.escalation.section} [1]"
-                )
-                answer.citations = [answer.escalation]
+            answer.text = AGENT_REFUSAL
+            if related:
+                answer.citations = _distinct_articles(related)
+                answer.text += " Closest policies, none certain to apply: " + ", ".join(
+                    f"{c.title} [{c.number}]" for c in answer.citations
+                ) + "."
+            escalation = self._escalation_path(role)
+            if escalation:
+                escalation = replace(escalation, number=len(answer.citations) + 1)
+                answer.escalation = escalation
+                answer.text += f" Follow the escalation path: {escalation.title} — {escalation.section} [{escalation.number}]"
+                answer.citations = [*answer.citations, escalation]
         return answer
 
+    def _staff_only(self, query: str, market: str | None) -> bool:
+        """Whether staff documents would answer what a customer was refused (for the hand-off's reason only).
+
+        Nothing of what is found reaches the customer: the hand-off records a reason code.
+        """
+        try:
+            understood = understand(query, [], self.retriever.lexical.for_role("internal"))
+            plan, _ = self.plan(understood, query, "internal", Filters(market))
+        except Exception:  # a best-effort label must never turn a refusal into an error
+            log.warning("could not check whether a refused question is for staff only")
+            return False
+        return plan.decision.verdict == "answer" and any(
+            plan.passages[u.passage].metadata.get("audience") != "customer" for u in plan.units
+        )
+
     def _escalation_path(self, role: str) -> Citation | None:
-        """The knowledge base's own guidance for uncovered cases, if it has any."""
-        found = self.retriever.retrieve(ESCALATION_QUERY, role, Filters(), k=1)
-        best: Passage | None = found.passages[0] if found.passages else None
-        if best is None or best.coverage < 0.3:
-            return None
-        return Citation.from_passage(1, best)
+        """The knowledge base's own guidance for cases no policy covers, if it has some.
+
+        Only a passage from a document or section that is about escalating or about uncovered
+        cases counts: the best match for an escalation query in a knowledge base without such
+        guidance is some unrelated section, and citing it as the way to escalate misleads.
+        """
+        found = self.retriever.retrieve(ESCALATION_QUERY, role, Filters(), k=3)
+        for passage in found.passages:
+            where = f"{passage.metadata.get('title', '')} {passage.metadata.get('section', '')}"
+            if _ESCALATION_TOPIC.search(where) and passage.coverage >= 0.3:
+                return Citation.from_passage(1, passage)
+        return None
+
+
+def _own_model(settings: Settings, name: str) -> str | None:
+    """A model fitted for this knowledge base (``models_dir``), when there is one."""
+    if settings.models_dir is None:
+        return None
+    path = settings.models_dir / f"{name}.json"
+    return str(path) if path.is_file() else None
+
+
+def _distinct_articles(passages: Sequence[Passage]) -> list[Citation]:
+    """One citation per document, numbered from 1, for "these articles look related"."""
+    out: list[Citation] = []
+    for passage in passages:
+        if all(c.doc_id != passage.doc_id for c in out):
+            out.append(Citation.from_passage(len(out) + 1, passage))
+    return out
 
 
 def requested_handoff(answers: Sequence[Answer], market: str | None) -> Handoff:

@@ -7,8 +7,10 @@ report, so a word is the same term everywhere.
 
 from __future__ import annotations
 
+import gzip
 import re
 from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -66,7 +68,31 @@ def terms(text: str, language: str = "en") -> list[str]:
     return _stemmer(language).stemWords(words) if words else []
 
 
+def term_pairs(text: str, language: str = "en") -> list[tuple[str, str]]:
+    """(stem, lower-cased word) for each non-stop word of ``text``: what :func:`terms` stems, and from what."""
+    stop = _stopwords(language)
+    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+    return list(zip(_stemmer(language).stemWords(words), words, strict=True)) if words else []
+
+
 def query_terms(query: str) -> list[str]:
     """Terms of a question, stemmed in the language it is written in."""
     return terms(query, detect_language(query))
 
+
+
+@lru_cache(maxsize=16)
+def common_words(language: str) -> frozenset[str]:
+    """Everyday words of ``language`` (see ``assist/wordlists/README.md``); empty for a language without a list."""
+    path = resources.files("assist") / "wordlists" / f"{language}.txt.gz"
+    try:
+        with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
+            return frozenset(fh.read().split())
+    except (FileNotFoundError, OSError):
+        return frozenset()
+
+
+def is_common_word(word: str, language: str) -> bool:
+    """A word people use every day in ``language`` (or in English, which every market mixes in)."""
+    word = word.lower()
+    return word in common_words(language) or (language != "en" and word in common_words("en"))

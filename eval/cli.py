@@ -222,6 +222,80 @@ def compare_runs(
             raise typer.Exit(1)
 
 
+@eval_app.command("calibrate")
+def calibrate(
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A question set with gold labels, repeatable: demo, realistic, a .jsonl path, or PATH=DOCS to "
+            "evaluate a set against its own documents (e.g. questions.jsonl=docs/). Default: demo and realistic.",
+        ),
+    ] = None,
+    current_kb: Annotated[
+        bool, typer.Option("--current-kb", help="Use the configured knowledge base for sets without their own documents.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write segments.json, answerability.json and calibration.md (default: DATA_DIR/models)."),
+    ] = None,
+) -> None:
+    """Fit the answer-selection and answerability models on your own questions.
+
+    Writes both models and a report (cross-validated AUC, the reliability table, the chosen
+    thresholds and the deflection / false-deflection curve). Point KBASSIST_MODELS_DIR at the
+    folder to use them; the models shipped with kbassist were fitted with this command.
+    Questions need gold labels: must_include facts (or answers/evidence) and answerable.
+    """
+    from contextlib import ExitStack
+
+    from assist.service import Assistant
+    from eval.calibration_report import write_calibration
+    from eval.datasets import DatasetError, load_dataset
+    from eval.fitting import fit_models
+
+    settings = _settings()
+    specs = dataset or ["demo", "realistic"]
+    out = out or settings.data_dir / "models"
+    bars: dict[str, Any] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = bars[name] = tqdm(total=total, desc=name, unit="q", file=sys.stderr, disable=None)
+        bar.update(done - bar.n)
+
+    with ExitStack() as stack:
+        runs = []
+        stores: dict[str, Any] = {}
+        for spec in specs:
+            name, _, docs = spec.partition("=")
+            try:
+                data = load_dataset(name)
+            except DatasetError as exc:
+                raise _fail(str(exc)) from exc
+            source = Path(docs) if docs else (None if current_kb else data.docs)
+            if source is None and not current_kb:
+                raise _fail(f"{name}: no documents to evaluate against (give {name}=DOCS or --current-kb)")
+            key = str(source)
+            if key not in stores:
+                stores[key] = stack.enter_context(_knowledge_base(settings, source))
+            store = stores[key]
+            runs.append((data, Assistant(store, store.settings.model_copy(update={"confidence_threshold": 0.0}))))
+        segment_model, answer_model = fit_models(runs, progress)
+    for bar in bars.values():
+        bar.close()
+    write_calibration(out, segment_model, answer_model)
+    thresholds = answer_model.info["thresholds"]
+    typer.echo(
+        f"cross-validated AUC: selection {segment_model.info['cv_auc']}, answerability {answer_model.info['cv_auc']}; "
+        f"answer at {thresholds['answer']}, related articles from {thresholds['related']}"
+    )
+    typer.echo(f"wrote {out / 'segments.json'}, {out / 'answerability.json'} and {out / 'calibration.md'}")
+    typer.echo(f"to use them: KBASSIST_MODELS_DIR={out}")
+
+
 def _latest_runs(root: Path) -> list[Path]:
     """The newest run per dataset under ``root`` (runs of the same set would count questions twice)."""
     newest: dict[str, tuple[float, Path]] = {}

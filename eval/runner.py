@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from assist.access import Filters
-from assist.conversation import mentioned_market
+from assist.markets import mentioned_market
 from assist.service import Assistant
 from eval.baseline import TOP_K as BASELINE_K
 from eval.baseline import LangChainBaseline

@@ -24,7 +24,8 @@ from ingest.errors import LoadError
 from ingest.loaders import LoadedDocument, file_digest, is_supported, load_document
 from kb.embedding import EMBEDDING_ID
 from kb.models import Chunk, DocumentRecord
-from kb.store import KnowledgeStore, StoreUnavailable
+from kb.segments import SEGMENTER_VERSION, chunk_segments, embedding_text, segment_id
+from kb.store import DocumentWrite, KnowledgeStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def discover(paths: Iterable[Path]) -> tuple[list[Source], list[FileError], list
 
 def config_signature(spec: ChunkSpec) -> str:
     """Part of each document's stored hash: changing chunking or model re-ingests everything."""
-    return f"c{CHUNKER_VERSION}-{spec.max_tokens}-{spec.overlap_tokens}-{EMBEDDING_ID}"
+    return f"c{CHUNKER_VERSION}-{spec.max_tokens}-{spec.overlap_tokens}-s{SEGMENTER_VERSION}-{EMBEDDING_ID}"
 
 
 def ingest(
@@ -124,11 +125,14 @@ def ingest(
     def flush() -> None:
         if not pending:
             return
+        segments = [_segments(chunks) for _, chunks in pending]
         texts = [c.text for _, chunks in pending for c in chunks]
+        texts += [text for doc_segments in segments for _, text in doc_segments]
         vectors = store.embedder.embed(texts)
         offset = 0
+        segment_offset = sum(len(chunks) for _, chunks in pending)
         items = []
-        for doc, chunks in pending:
+        for (doc, chunks), doc_segments in zip(pending, segments, strict=True):
             record = DocumentRecord(
                 doc_id=doc.doc_id,
                 path=str(doc.path),
@@ -138,8 +142,17 @@ def ingest(
                 format=doc.format,
                 **{k: v for k, v in doc.metadata.items() if k in DocumentRecord.__dataclass_fields__},
             )
-            items.append((record, chunks, vectors[offset : offset + len(chunks)]))
+            items.append(
+                DocumentWrite(
+                    record,
+                    chunks,
+                    vectors[offset : offset + len(chunks)],
+                    [segment for segment, _ in doc_segments],
+                    vectors[segment_offset : segment_offset + len(doc_segments)],
+                )
+            )
             offset += len(chunks)
+            segment_offset += len(doc_segments)
         try:
             store.replace_documents(items)
         except StoreUnavailable:
@@ -195,6 +208,16 @@ def ingest(
     report.seconds = time.perf_counter() - started
     log.info("ingest finished: %s", report.summary())
     return report
+
+
+def _segments(chunks: Sequence[Chunk]) -> list[tuple[str, str]]:
+    """(segment id, text to embed) for every segment of the chunks, as answers will cut them."""
+    out = []
+    for chunk in chunks:
+        section = str(chunk.metadata.get("section", ""))
+        for segment in chunk_segments(chunk.text, section):
+            out.append((segment_id(chunk.id, segment.position), embedding_text(segment, section)))
+    return out
 
 
 def _chunk_metadata(doc: LoadedDocument) -> dict[str, str]:

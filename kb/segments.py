@@ -138,6 +138,16 @@ def embedding_text(segment: Segment, section: str) -> str:
     return f"{leaf}: {text}" if leaf else text
 
 
+def chunk_body(text: str) -> str:
+    """A chunk's text without the heading path the chunker puts before its first blank line."""
+    return text.split("\n\n", 1)[1] if "\n\n" in text else text
+
+
+def chunk_segments(text: str, section: str) -> list[Segment]:
+    """The segments of a stored chunk (its text as the store holds it, heading path included)."""
+    return segments_of(chunk_body(text), section)
+
+
 def segment_id(chunk_id: str, position: int) -> str:
     """The id a segment's vector is stored under."""
     return f"{chunk_id}#{position}"

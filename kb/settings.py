@@ -86,8 +86,21 @@ class Settings(BaseSettings):
     candidates: int = Field(default=30, ge=1, le=500, description="Candidates taken from each retriever before fusion.")
     top_k: int = Field(default=5, ge=1, le=50, description="Passages kept after fusion and reranking.")
     rerank: bool = Field(default=True, description="Apply the lexical coverage reranker after fusion.")
-    confidence_threshold: float = Field(
-        default=0.46, ge=0.0, le=1.0, description="Below this retrieval confidence the assistant refuses and hands off."
+    confidence_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Answer only when the calibrated probability that the answer is right reaches this; "
+            "default: the threshold fitted with the answerability model."
+        ),
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder of answer models fitted on your own questions (kbassist eval calibrate writes "
+            "segments.json and answerability.json); default: the models shipped with kbassist."
+        ),
     )
     max_question_chars: int = Field(default=2000, ge=10)
     lexical_dir: Path | None = Field(
@@ -121,6 +134,10 @@ class Settings(BaseSettings):
     app_workspaces: str = Field(
         default="agent,customer,owner",
         description="Comma-separated workspaces the web app shows; a customer-facing deployment sets 'customer'.",
+    )
+    reply_opening: str = Field(
+        default="Thanks for getting in touch.",
+        description="First line of the reply an agent is offered to send to a customer.",
     )
     handoff_next_steps: str = Field(
         default=(

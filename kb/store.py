@@ -3,10 +3,14 @@
 Both live in the same Chroma (embedded ``PersistentClient`` or a server through ``HttpClient``),
 so a deployment pointing several processes at one server sees one consistent registry.
 
+A third collection holds one vector per segment of every chunk (a sentence, list item,
+procedure step or table row; see :mod:`kb.segments`), so answers can be chosen sentence by
+sentence at the cost of one lookup by id.
+
 Writes for a document follow one order, which is what makes an interrupted ingest converge
-on re-run: (1) upsert the new chunks (ids are content-derived, so unchanged chunks are
-rewritten in place), (2) delete that document's chunks that are not in the new set, (3) write
-the registry record last. Until step 3 the registry still holds the old hash, so the next run
+on re-run: (0) upsert the new chunks' segment vectors, (1) upsert the new chunks (ids are
+content-derived, so unchanged chunks are rewritten in place), (2) delete that document's chunks
+and segment vectors that are not in the new set, (3) write the registry record last. Until step 3 the registry still holds the old hash, so the next run
 redoes the document; step 2 reads the store, not the registry, so no orphan survives.
 
 Every call into Chroma goes through :meth:`KnowledgeStore._call` (the collections the store
@@ -30,7 +34,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
@@ -50,6 +54,7 @@ from kb.settings import Settings
 log = logging.getLogger(__name__)
 
 _REGISTRY_SUFFIX = "__documents"
+_SEGMENTS_SUFFIX = "__segments"
 
 
 T = TypeVar("T")
@@ -148,6 +153,17 @@ def call_with_retries(
             )
             sleep(delay)
     raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+@dataclass(frozen=True)
+class DocumentWrite:
+    """Everything stored for one document: its record, chunks and their vectors, segment vectors."""
+
+    record: DocumentRecord
+    chunks: Sequence[Chunk]
+    embeddings: np.ndarray
+    segment_ids: Sequence[str] = ()
+    segment_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -265,9 +281,19 @@ class KnowledgeStore:
             embedding_function=None,
             configuration={"hnsw": {"space": "l2"}},
         )
+        # Segment vectors are looked up by id only, never searched, so the index space is moot.
+        segments = self._call(
+            "open segments",
+            self.client.get_or_create_collection,
+            True,
+            settings.collection + _SEGMENTS_SUFFIX,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+        )
         self._registry = registry
         self.chunks = cast(Collection, _GuardedCollection(chunks, self._call))
         self.registry = cast(Collection, _GuardedCollection(registry, self._call))
+        self.segments = cast(Collection, _GuardedCollection(segments, self._call))
         self._max_batch = max(1, min(self._call("max batch size", self.client.get_max_batch_size, False), 2048))
 
     def _call(self, operation: str, fn: Callable[..., T], write: bool, /, *args: Any, **kwargs: Any) -> T:
@@ -344,27 +370,33 @@ class KnowledgeStore:
     def chunk_count(self) -> int:
         return self.chunks.count()
 
-    def replace_documents(self, items: Sequence[tuple[DocumentRecord, Sequence[Chunk], np.ndarray]]) -> None:
+    def replace_documents(self, items: Sequence[DocumentWrite]) -> None:
         """Make the store hold exactly the given chunks for each document, then register it.
 
         Documents are written one after the other in the crash-safe order (module docstring);
         the revision token changes once for the whole group.
         """
         try:
-            for record, chunks, embeddings in items:
-                self._write_document(record, chunks, embeddings)
+            for item in items:
+                self._write_document(item)
         except Exception:
             self._bump_revision_after_failure()
             raise
         if items:
             self._bump_revision()
 
-    def replace_document(self, record: DocumentRecord, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
-        self.replace_documents([(record, chunks, embeddings)])
-
-    def _write_document(self, record: DocumentRecord, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+    def _write_document(self, item: DocumentWrite) -> None:
+        record, chunks, embeddings = item.record, item.chunks, item.embeddings
         if len(chunks) != len(embeddings):
             raise ValueError("one embedding per chunk is required")
+        if len(item.segment_ids) != len(item.segment_embeddings):
+            raise ValueError("one embedding per segment is required")
+        for start in range(0, len(item.segment_ids), self._max_batch):
+            self.segments.upsert(
+                ids=list(item.segment_ids[start : start + self._max_batch]),
+                embeddings=item.segment_embeddings[start : start + self._max_batch],
+                metadatas=[{"doc_id": record.doc_id}] * len(item.segment_ids[start : start + self._max_batch]),
+            )
         for start in range(0, len(chunks), self._max_batch):
             part = chunks[start : start + self._max_batch]
             self.chunks.upsert(
@@ -375,6 +407,7 @@ class KnowledgeStore:
             )
         stale = self.chunk_ids(record.doc_id) - {c.id for c in chunks}
         self._delete_chunks(stale)
+        self._delete_segments(self._segment_ids(record.doc_id) - set(item.segment_ids))
         record.chunk_count = len(chunks)
         self.registry.upsert(ids=[record.doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
         log.info("stored doc_id=%s chunks=%d removed_stale=%d", record.doc_id, len(chunks), len(stale))
@@ -384,6 +417,7 @@ class KnowledgeStore:
         ids = self.chunk_ids(doc_id)
         try:
             self._delete_chunks(ids)
+            self._delete_segments(self._segment_ids(doc_id))
             self.registry.delete(ids=[doc_id])
         except Exception:
             self._bump_revision_after_failure()
@@ -396,6 +430,23 @@ class KnowledgeStore:
         ids = sorted(ids)
         for start in range(0, len(ids), self._max_batch):
             self.chunks.delete(ids=ids[start : start + self._max_batch])
+
+    def _segment_ids(self, doc_id: str) -> set[str]:
+        return set(self.segments.get(where={"doc_id": doc_id}, include=[])["ids"])
+
+    def _delete_segments(self, ids: Iterable[str]) -> None:
+        ids = sorted(ids)
+        for start in range(0, len(ids), self._max_batch):
+            self.segments.delete(ids=ids[start : start + self._max_batch])
+
+    def segment_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored (unit-length) vectors of the given segments; ids the store lacks are left out."""
+        if not ids:
+            return {}
+        got = self.segments.get(ids=list(ids), include=["embeddings"])
+        if not got["ids"]:
+            return {}
+        return dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
 
     def query(
         self, embedding: np.ndarray, n_results: int, where: dict[str, Any] | None = None
