@@ -16,7 +16,7 @@ from assist.access import Filters, audiences_for
 from assist.answer import Answer, Citation, Handoff
 from assist.conversation import Turn, as_turns, condense, is_follow_up, mentioned_market
 from assist.extractive import ExtractiveGenerator
-from assist.generation import CoverageFn, Generator, TokenCallback
+from assist.generation import CoverageFn, Generated, Generator, TokenCallback
 from assist.lexical import LexicalIndex, detect_language, terms
 from assist.retrieval import HybridRetriever, Passage, Retrieval
 from kb.settings import Settings
@@ -132,13 +132,17 @@ class Assistant:
                 if self.generator is self._extractive:
                     raise
                 log.warning("generator %s failed (%s); answering extractively", self.generator.name, type(exc).__name__)
-                generated = self._extractive.generate(query, retrieval.passages, role, coverage, on_token)
+                unavailable = f"{self.generator.name} generator unavailable ({type(exc).__name__})"
+                generated = Generated(text="", cited=[], no_answer=True, fallback=True, flags=[unavailable])
+            if generated.fallback:
+                generated = self._answer_extractively(generated, query, retrieval.passages, role, coverage, on_token)
                 used = self._extractive.name
-                generated.flags.append(
-                    f"{self.generator.name} generator unavailable ({type(exc).__name__}); answered extractively"
-                )
         if generated is None or generated.no_answer:
             answer = self._refuse(question, query, role, chosen_market, turns, retrieval)
+            if generated is not None and generated.flags:  # why a written reply became a refusal
+                answer.flags = list(generated.flags)
+                if answer.handoff is not None:
+                    answer.handoff.reason = generated.flags[0]
         else:
             citations = [Citation.from_passage(n, retrieval.passages[i]) for n, i in enumerate(generated.cited, 1)]
             answer = Answer(
@@ -167,6 +171,26 @@ class Assistant:
             answer.latency_ms,
         )
         return answer
+
+    def _answer_extractively(
+        self,
+        instead_of: Generated,
+        query: str,
+        passages: Sequence[Passage],
+        role: str,
+        coverage: CoverageFn,
+        on_token: TokenCallback | None,
+    ) -> Generated:
+        """The offline answer in place of a writer that failed or whose reply was rejected.
+
+        ``instead_of.flags`` say why (the endpoint failed, or :mod:`assist.reply_guard` rejected
+        the model's reply); each is completed with what happened instead.
+        """
+        generated = self._extractive.generate(query, passages, role, coverage, on_token)
+        outcome = "no extractive answer either" if generated.no_answer else "answered extractively"
+        generated.flags = [f"{flag}; {outcome}" for flag in instead_of.flags] + generated.flags
+        generated.usage = generated.usage or instead_of.usage
+        return generated
 
     def _coverage(self, role: str, query: str, index: LexicalIndex | None = None) -> CoverageFn:
         """How much of the query's idf mass a text covers, with the role's index statistics."""
