@@ -37,12 +37,17 @@ class Plan:
 
 @dataclass
 class Generated:
-    """Answer text whose ``[n]`` markers refer to ``cited[n - 1]`` (an index into the passages)."""
+    """Answer text whose ``[n]`` markers refer to ``cited[n - 1]`` (an index into the passages).
+
+    ``fallback`` asks the service to answer with the offline extractive generator instead: the
+    writer's reply was rejected (see :mod:`assist.reply_guard`) and ``flags`` say why.
+    """
 
     text: str
     cited: list[int]
     steps: list[str] = field(default_factory=list)
     no_answer: bool = False
+    fallback: bool = False
     flags: list[str] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
 

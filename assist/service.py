@@ -22,7 +22,7 @@ from assist.answerability import features as answerability_features
 from assist.chunk_index import ChunkIndex
 from assist.compose import customer_reply
 from assist.extractive import ExtractiveGenerator
-from assist.generation import CoverageFn, Generator, Plan, TokenCallback
+from assist.generation import CoverageFn, Generated, Generator, Plan, TokenCallback
 from assist.models import load_model
 from assist.retrieval import HybridRetriever, Passage, Retrieval, fuse
 from assist.selection import MAX_BLOCK_ITEMS, Selection, Selector, Unit, render
@@ -297,13 +297,15 @@ class Assistant:
                 if self.generator is self._extractive:
                     raise
                 log.warning("generator %s failed (%s); answering extractively", self.generator.name, type(exc).__name__)
-                generated = self._extractive.generate(query, plan.passages, role, coverage, on_token, plan=plan)
+                unavailable = f"{self.generator.name} generator unavailable ({type(exc).__name__})"
+                generated = Generated(text="", cited=[], no_answer=True, fallback=True, flags=[unavailable])
+            if generated.fallback:
+                generated = self._answer_extractively(generated, query, plan, role, coverage, on_token)
                 used = self._extractive.name
-                generated.flags.append(
-                    f"{self.generator.name} generator unavailable ({type(exc).__name__}); answered extractively"
-                )
         if generated is None or generated.no_answer:
             answer = self._refuse(question, query, role, chosen_market, turns, retrieval, plan)
+            if generated is not None and generated.flags:  # why a written reply became a refusal
+                answer.flags = list(generated.flags)
         else:
             citations = [Citation.from_passage(n, plan.passages[i]) for n, i in enumerate(generated.cited, 1)]
             answer = Answer(
@@ -335,6 +337,26 @@ class Assistant:
             answer.latency_ms,
         )
         return answer
+
+    def _answer_extractively(
+        self,
+        instead_of: Generated,
+        query: str,
+        plan: Plan,
+        role: str,
+        coverage: CoverageFn,
+        on_token: TokenCallback | None,
+    ) -> Generated:
+        """The offline answer in place of a writer that failed or whose reply was rejected.
+
+        ``instead_of.flags`` say why (the endpoint failed, or :mod:`assist.reply_guard` rejected
+        the model's reply); each is completed with what happened instead.
+        """
+        generated = self._extractive.generate(query, plan.passages, role, coverage, on_token, plan=plan)
+        outcome = "no extractive answer either" if generated.no_answer else "answered extractively"
+        generated.flags = [f"{flag}; {outcome}" for flag in instead_of.flags] + generated.flags
+        generated.usage = generated.usage or instead_of.usage
+        return generated
 
     def _coverage(self, role: str, query: str, index: ChunkIndex | None = None) -> CoverageFn:
         """How much of the query's idf mass a text covers, with the role's index statistics."""

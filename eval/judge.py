@@ -9,7 +9,7 @@ because they depend on which model judged.
 
 The answer is split into the same sentences the lexical metric scores, numbered, and the model
 returns the numbers it finds fully supported; the score is their share. A reply that cannot be
-read scores nothing (``None``) and is counted, rather than guessed.
+read (see :func:`parse_verdict`) scores nothing (``None``) and is counted, rather than guessed.
 """
 
 from __future__ import annotations
@@ -67,7 +67,13 @@ class LLMJudge:
 
 
 def parse_verdict(reply: str, n_sentences: int) -> set[int] | None:
-    """The sentence numbers a judge reply marks supported (out-of-range numbers dropped), or ``None``."""
+    """The sentence numbers a judge reply marks supported, or ``None`` when the reply cannot be read.
+
+    Read only when it holds one JSON object whose "supported" is a list of sentence numbers in
+    range. Anything else (no JSON, two objects, "all", numbers as text, booleans, a number that
+    names no sentence, the refusal token) is unreadable rather than partly read: dropping the
+    entries that do not fit would turn a misunderstood reply into a low score.
+    """
     match = _JSON.search(reply)
     if not match:
         return None
@@ -77,4 +83,6 @@ def parse_verdict(reply: str, n_sentences: int) -> set[int] | None:
         return None
     if not isinstance(numbers, list):
         return None
-    return {n for n in numbers if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= n_sentences}
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= n_sentences for n in numbers):
+        return None
+    return set(numbers)

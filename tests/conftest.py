@@ -58,9 +58,12 @@ review_by: 2020-01-01
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests see defaults only: no KBASSIST_* from the developer's shell, no kbassist.toml."""
+    """Tests see defaults only: no KBASSIST_* from the developer's shell, no kbassist.toml.
+
+    KBASSIST_TEST_* variables stay: they point the tests at real servers (Chroma, llama.cpp).
+    """
     for name in list(os.environ):
-        if name.startswith("KBASSIST_") and name != "KBASSIST_TEST_CHROMA_URL":
+        if name.startswith("KBASSIST_") and not name.startswith("KBASSIST_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("KBASSIST_CONFIG", str(tmp_path / "no-config.toml"))
 

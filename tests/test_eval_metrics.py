@@ -218,7 +218,13 @@ def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
 
 def test_judge_verdicts_are_read_strictly() -> None:
     assert parse_verdict('{"supported": [1, 3]}', 3) == {1, 3}
-    assert parse_verdict('Sure. {"supported": [2, 7, 0, true, "1"]} done', 3) == {2}, "out of range and non-ints dropped"
+    assert parse_verdict('Sure. {"supported": [2, 2]} done', 3) == {2}
+    assert parse_verdict('{"supported": []}', 3) == set(), "nothing supported is a verdict"
+    for unreadable in ('{"supported": [2, 7]}', '{"supported": [0]}', '{"supported": [true]}', '{"supported": ["1"]}'):
+        assert parse_verdict(unreadable, 3) is None, f"{unreadable} is not partly read"
+    assert parse_verdict('{"supported": [1]} and {"supported": [2]}', 3) is None
+    assert parse_verdict("NO_ANSWER", 3) is None and parse_verdict("", 3) is None
+    assert parse_verdict('{"verdict": [1]}', 3) is None and parse_verdict('{"supported": null}', 3) is None
     assert parse_verdict("sentence 1 is supported", 3) is None
     assert parse_verdict('{"supported": "all"}', 3) is None
     assert parse_verdict("{not json}", 3) is None

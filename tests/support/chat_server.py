@@ -5,6 +5,12 @@ deterministic rule, so tests can assert exact behaviour: it quotes the first sen
 1 with the citation [1], then adds a claim citing a passage that does not exist ([9]). A question
 containing "zebra" gets NO_ANSWER. As a groundedness judge it marks supported the sentences that
 appear word for word in a passage. Every request body is recorded for inspection.
+
+Tests can also script what the model says next: :meth:`ChatServer.script` queues answer
+replies, :meth:`ChatServer.script_rewrite` follow-up rewrites, each used once, in order. The
+scripted failure replies below reproduce what small models behind llama.cpp were seen to write.
+Streamed replies come in pieces of a few characters, as a real server's tokens do, so a
+refusal token can arrive split ("NO_", "ANS", "WER").
 """
 
 from __future__ import annotations
@@ -24,12 +30,32 @@ def judge(user: str) -> str:
     return json.dumps({"supported": supported})
 
 
-def reply_for(messages: list[dict[str, str]]) -> str:
+# Replies that must never be shown as an answer, one per failure class of the reply guard.
+FAILURE_REPLIES = {
+    "citations then refusal": "[1] [2] [3] NO_ANSWER",
+    "refusal with a full stop": "NO_ANSWER.",
+    "refusal in lower case with a citation": "no_answer [2]",
+    "refusal in Markdown": "**NO\\_ANSWER**",
+    "answer then refusal": "You can return an item within 30 days of delivery [1]. NO_ANSWER",
+    "citations only": "[1][2]",
+    "filler and a citation to no passage": "The passages say: [7]",
+    "an echo of the prompt": "Question: How many days do I have to return an item? [1]",
+    "answer without citations": "You can return an item within 90 days, no questions asked.",
+    "empty reply": "",
+}
+PIECE_CHARS = 3
+
+
+def reply_for(messages: list[dict[str, str]], answers: list[str] | None = None, rewrites: list[str] | None = None) -> str:
     user = messages[-1]["content"]
     if messages[0]["content"].startswith("You judge"):
         return judge(user)
     if "Last question:" in user:  # a query rewrite request
+        if rewrites:
+            return rewrites.pop(0)
         return "rewritten: " + user.rsplit("Last question:", 1)[1].strip()
+    if answers:
+        return answers.pop(0)
     if "zebra" in user.rsplit("Question:", 1)[-1].lower():
         return "NO_ANSWER"
     match = re.search(r'<passage id="1"[^>]*>\n(.*?)\n</passage>', user, re.S)
@@ -41,6 +67,8 @@ def reply_for(messages: list[dict[str, str]]) -> str:
 class ChatServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.answers: list[str] = []
+        self.rewrites: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,12 +78,12 @@ class ChatServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
-                text = reply_for(body["messages"])
+                text = reply_for(body["messages"], server.answers, server.rewrites)
                 if body.get("stream"):
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
-                    for piece in re.findall(r"\S+\s*", text):
+                    for piece in (text[i : i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)):
                         chunk = {
                             "id": "c1",
                             "object": "chat.completion.chunk",
@@ -86,6 +114,14 @@ class ChatServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def script(self, *replies: str) -> None:
+        """The model's next answer replies, in order (each used once, then the rule again)."""
+        self.answers.extend(replies)
+
+    def script_rewrite(self, *replies: str) -> None:
+        """The model's next follow-up rewrites, in order."""
+        self.rewrites.extend(replies)
 
     def __enter__(self) -> ChatServer:
         self.thread.start()
