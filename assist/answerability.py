@@ -31,19 +31,18 @@ Verdict = Literal["answer", "related", "refuse"]
 
 FEATURES = (
     "best_segment",
-    "second_segment",
+    "segment_margin",
     "best_cosine",
     "dense_top",
-    "dense_max",
     "coverage_top",
     "answer_coverage",
-    "lexical_top",
     "agreement",
-    "same_document",
     "unknown_share",
     "known_terms",
     "follow_up",
 )
+# Left out on purpose: raw BM25 scores, chunk counts per document and the like, whose scale
+# follows the size and layout of one knowledge base, so a gate fitted on one would not carry.
 
 
 class ScoredPassage(Protocol):
@@ -78,15 +77,12 @@ def features(
         agreement = float(by_dense.doc_id == by_lexical.doc_id)
     return {
         "best_segment": probabilities[0] if probabilities else 0.0,
-        "second_segment": probabilities[1] if len(probabilities) > 1 else 0.0,
+        "segment_margin": probabilities[0] - probabilities[1] if len(probabilities) > 1 else (probabilities or [0.0])[0],
         "best_cosine": max(cosines, default=0.0),
         "dense_top": top[0].dense if top else 0.0,
-        "dense_max": max((p.dense for p in top), default=0.0),
         "coverage_top": top[0].coverage if top else 0.0,
         "answer_coverage": answer_coverage,
-        "lexical_top": math.log1p(top[0].lexical) if top else 0.0,
         "agreement": agreement,
-        "same_document": sum(p.doc_id == top[0].doc_id for p in top) / len(top) if top else 0.0,
         "unknown_share": understood.unknown_terms / total_terms if total_terms else 1.0,
         "known_terms": math.log1p(understood.known_terms),
         "follow_up": float(understood.follow_up),

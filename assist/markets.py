@@ -153,6 +153,34 @@ def clause_for_market(text: str, market: str | None) -> str | None:
     return _reduce_pairs(text, market)
 
 
+# Words after which a value starts: "more than 5,000 SEK", "is 60 SEK", "on 010-555 20 00".
+_BEFORE_VALUE = frozenset(
+    "is are was were be been than of on to at by for with from about within over above below under after before "
+    "up ist sind von bis über unter innerhalb är av på till inom över under".split()
+)
+
+
+def _value_start(before: str, words: int) -> int:
+    """Where the first market's value starts, given the text before its market marker.
+
+    Values in a pair are parallel ("5,000 SEK (Sweden) or 500 EUR (Germany)"), so the first
+    is about as long as the second (``words``). It starts after the nearest punctuation or
+    word that opens a value ("than", "is", "on", "agency:") within a couple of words more
+    than that; failing one, exactly ``words`` words back.
+    """
+    spans = [m.span() for m in re.finditer(r"\S+", before)]
+    for taken, (lo, _hi) in enumerate(reversed(spans), start=1):
+        if taken > words + 2:
+            break
+        previous = spans[len(spans) - taken - 1] if taken < len(spans) else None
+        if previous is None:
+            return 0
+        word = before[previous[0] : previous[1]]
+        if word[-1] in ":;,(" or word.lower() in _BEFORE_VALUE:
+            return lo
+    return spans[max(len(spans) - words, 0)][0] if spans else 0
+
+
 _CONJ = re.compile(r"\s*,?\s*(?:and|or|und|oder|och|eller)\s+", re.I)
 
 
@@ -179,14 +207,7 @@ def _reduce_pairs(text: str, market: str) -> str:
         if not words:  # "in Sweden and in Germany": two markets named, no values to choose between
             start = second.end()
             continue
-        before = out[: first.start()]
-        # A's first word: as many words before the first marker as B has (values are parallel).
-        a_start = len(before)
-        for _ in range(words):
-            a_start = before.rfind(" ", 0, a_start - 1) + 1 if a_start > 0 else 0
-            if a_start <= 0:
-                a_start = 0
-                break
+        a_start = _value_start(out[: first.start()], words)
         if market == m1:
             out = out[: first.end()] + out[second.end() :]
             start = first.end()

@@ -68,7 +68,6 @@ class PassageLike(Protocol):
 SEGMENT_FEATURES = (
     "cosine",
     "cosine_rank",
-    "cosine_gap",
     "coverage",
     "coverage_with_heading",
     "passage_score",
@@ -191,7 +190,6 @@ class Selector:
             order = np.argsort(-cos, kind="stable")
             for rank, j in enumerate(order):
                 out[j].features["cosine_rank"] = 1.0 / (1 + rank)
-                out[j].features["cosine_gap"] = float(cos[order[0]] - cos[j])
             matrix = np.array([[c.features[name] for name in self.model.features] for c in out])
             for candidate, p in zip(out, self.model.probability(matrix), strict=True):
                 candidate.probability = float(p)

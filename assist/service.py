@@ -149,12 +149,22 @@ class Assistant:
         its own passage and its own citation; the gate reads the search for the whole message.
         """
         parts = understood.parts if len(understood.parts) > 1 else []
-        whole = understood.corrected_text if understood.dropped and not understood.follow_up else ""
-        vectors = self.store.embedder.embed([query, *parts, *([whole] if whole else [])])
+        # Also searched, at half weight: the whole message when its focus dropped sentences, and
+        # what the conversation was about when the message stands alone (a conversation mostly
+        # stays with one article, so its passages should not lose to a near miss elsewhere).
+        extra = [
+            text
+            for text in (
+                understood.corrected_text if understood.dropped and not understood.follow_up else "",
+                understood.context if not understood.follow_up else "",
+            )
+            if text
+        ]
+        vectors = self.store.embedder.embed([query, *parts, *extra])
         retrieval = self.retriever.retrieve(query, role, filters, vector=vectors[0])
-        if whole:
-            retrieval = fuse(retrieval, self.retriever.retrieve(whole, role, filters, vector=vectors[-1]))
-            vectors = vectors[:-1]
+        for text, vector in zip(extra, vectors[len(vectors) - len(extra) :], strict=True):
+            retrieval = fuse(retrieval, self.retriever.retrieve(text, role, filters, vector=vector))
+        vectors = vectors[: len(vectors) - len(extra)]
         passages = list(retrieval.passages)
         coverage = self._coverage(role, query, retrieval.index)
         selection = self._select(query, passages, vectors[0], coverage, filters.market)

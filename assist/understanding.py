@@ -100,6 +100,7 @@ class Understood:
     language: str
     market: str | None = None  # a market the message (or the turn it replies to) names
     follow_up: bool = False
+    context: str = ""  # what the conversation before it was about (empty without one)
     corrected: dict[str, str] = field(default_factory=dict)  # misspelt word -> knowledge-base word
     known_terms: int = 0  # content terms of the focus the knowledge base uses
     unknown_terms: int = 0  # content terms of the focus no chunk uses, even after correction
@@ -156,7 +157,13 @@ def focus(text: str, language: str, vocabulary: Vocabulary) -> tuple[str, list[s
     if len(said) <= 1:
         return text, said, 0
     on_topic = [bool(_content(s, language, vocabulary)[0]) for s in said]
-    asks = [i for i, s in enumerate(said) if is_question(s, language) and on_topic[i]]
+    # A question counts when it names something the knowledge base speaks about, or points back
+    # at a sentence that does ("WHY does this happen??" after "My card got declined").
+    asks = [
+        i
+        for i, s in enumerate(said)
+        if is_question(s, language) and (on_topic[i] or (_POINTS_BACK.search(s) and any(on_topic[:i])))
+    ]
     if not asks:
         kept = {i for i in range(len(said)) if on_topic[i]} or set(range(len(said)))
     else:
@@ -230,8 +237,8 @@ def understand(
     known, unknown = _content(focused, language, vocabulary)
     market = mentioned_market(text)
     follow_up = _is_follow_up(corrected_text, turns, len(set(known)))
+    context = _context_query(turns)
     if follow_up:
-        context = _context_query(turns)
         market = market or mentioned_market(context)
         query = f"{context} {focused}".strip()
         parts = [query]
@@ -248,6 +255,7 @@ def understand(
         language=language,
         market=market,
         follow_up=follow_up,
+        context=context,
         corrected=fixes,
         known_terms=len(set(known)),
         unknown_terms=len(set(unknown)),

@@ -24,18 +24,25 @@ def calibration_markdown(segments: LogisticModel, answerability: LogisticModel) 
         "",
         f"- Sentence selection: {sel.get('candidates')} candidate segments, {sel.get('positive_share')} of them useful; "
         f"cross-validated AUC {sel.get('cv_auc')}.",
-        f"- Answerability: {info.get('questions')} questions, {info.get('right_share')} answered right when always "
-        f"answered; cross-validated AUC {info.get('cv_auc')}.",
+        f"- Answerability: {info.get('questions')} questions, {info.get('right_share')} given a useful answer when "
+        f"always answered; cross-validated AUC {info.get('cv_auc')}.",
         f"- Answer at probability >= {thresholds.get('answer')} (a wrong answer counted as {info.get('wrong_answer_cost')} "
         f"refusals); between {thresholds.get('related')} and that, show related articles and offer a person.",
         "",
         "## Per question set",
         "",
-        "| set | questions | right when always answered | cross-validated AUC |",
-        "|---|---|---|---|",
+        "Cross-validated at the chosen threshold: answer_correct and false refusal over answerable questions,",
+        "refusal recall over must-refuse ones, wrong answers (answered, but must-refuse or not fully right) over all.",
+        "",
+        "| set | questions | useful when always answered | AUC | answer_correct | false refusal | refusal recall | wrong answers |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in info.get("sets", {}).items():
-        lines.append(f"| {name} | {row['questions']} | {row['right_share']} | {row['cv_auc']} |")
+        at = row.get("cv_at_threshold", {})
+        lines.append(
+            f"| {name} | {row['questions']} | {row['right_share']} | {row['cv_auc']} | {at.get('answer_correct')} | "
+            f"{at.get('false_refusal')} | {at.get('refusal_recall')} | {at.get('wrong_answers')} |"
+        )
     lines += [
         "",
         "## Reliability (cross-validated)",

@@ -238,6 +238,9 @@ def calibrate(
         Path | None,
         typer.Option(help="Where to write segments.json, answerability.json and calibration.md (default: DATA_DIR/models)."),
     ] = None,
+    sample: Annotated[
+        int, typer.Option(help="Use at most N questions of each set (a fixed random sample, seed 0); 0 = all.")
+    ] = 0,
 ) -> None:
     """Fit the answer-selection and answerability models on your own questions.
 
@@ -272,7 +275,7 @@ def calibrate(
         for spec in specs:
             name, _, docs = spec.partition("=")
             try:
-                data = load_dataset(name)
+                data = load_dataset(name).sample(sample or None)
             except DatasetError as exc:
                 raise _fail(str(exc)) from exc
             source = Path(docs) if docs else (None if current_kb else data.docs)
@@ -387,7 +390,9 @@ def gaps_command(
 
     try:
         with _knowledge_base(settings, docs) as store:
-            report = gap_report(records(), store, store.settings.confidence_threshold)
+            from assist.service import Assistant
+
+            report = gap_report(records(), store, Assistant(store, store.settings).gate.answer_at)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise _fail(f"cannot read the questions: {exc}") from exc
     data = report.to_dict()

@@ -3,10 +3,13 @@
 1. **Sentence selection** (``segments``): for every candidate segment of the top passages,
    does the unit it would quote state something the question needs (a ``must_include`` fact,
    a gold answer span, or a piece of the gold evidence)? Fitted over all candidates.
-2. **Answerability** (``answerability``): with that selection in place, is the answer the
-   assistant would give right (the facts, else the span)? Must-refuse questions are wrong by
-   definition. Its thresholds are chosen from cross-validated predictions, never from the
-   fitted model's own (optimistic) ones.
+2. **Answerability** (``answerability``): with that selection in place, does the knowledge
+   base answer the question for the asker *and* does the answer about to be given state what
+   the question needs (:func:`states_needed`)? Must-refuse questions are negatives by
+   definition. Predicting full correctness instead (every fact, no wrong market) refused too
+   many answerable questions for the sake of partly right answers; predicting mere
+   answerability let through answers that quote the wrong passage. Thresholds are chosen from
+   cross-validated predictions, never from the fitted model's own (optimistic) ones.
 
 Both are L2-regularised logistic regressions (Newton's method, a few lines of NumPy) on
 standardised features; every question set weighs the same in total, so a large public set does
@@ -21,7 +24,6 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 
 import numpy as np
 
@@ -32,14 +34,14 @@ from assist.models import LogisticModel
 from assist.selection import SEGMENT_FEATURES, Selector
 from assist.service import Assistant
 from eval.datasets import Dataset, EvalQuestion
-from eval.metrics import contains_span, facts_correct, has_fact, norm
+from eval.metrics import contains_span, facts_correct, has_fact, norm, reliability
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-# A wrong answer costs this many refusals: the threshold maximises right answers minus this
-# many times the wrong ones, on cross-validated predictions.
-WRONG_ANSWER_COST = 2.0
+# A wrong answer costs this many refusals: the threshold maximises useful answers minus this
+# many times the others, on cross-validated predictions (1: answer when more likely useful than not).
+WRONG_ANSWER_COST = 1.0
 # The "related articles" band starts where an answer is still right this often.
 RELATED_PRECISION = 0.3
 
@@ -106,20 +108,6 @@ def auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return float((ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives)))
 
 
-def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Predicted against observed rate of right answers, per probability bin (the reliability diagram)."""
-    rows = []
-    edges = np.linspace(0, 1, bins + 1)
-    for lo, hi in pairwise(edges):
-        inside = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
-        if inside.any():
-            rows.append(
-                {"from": round(lo, 2), "to": round(hi, 2), "predicted": round(float(p[inside].mean()), 4),
-                 "observed": round(float(y[inside].mean()), 4), "n": int(inside.sum())}
-            )
-    return rows
-
-
 # -- labels ---------------------------------------------------------------------------------------
 
 
@@ -153,6 +141,8 @@ class Collected:
     labels: list[float] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)
+    right: list[float] = field(default_factory=list)  # answers only: the answer was fully right
+    refuse: list[float] = field(default_factory=list)  # answers only: the question had to be refused
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = np.array(self.rows, dtype=np.float64).reshape(-1, len(self.features))
@@ -164,9 +154,9 @@ class Collected:
 
 
 def _group(q: EvalQuestion, dataset: str) -> str:
-    """Questions of one conversation share a group: the id without its turn number when it has one."""
-    head, _, tail = q.id.rpartition("-")
-    return f"{dataset}:{head if tail.isdigit() and q.conversation else q.id}"
+    """Questions of one conversation share a group (for folds): the conversation's first user turn."""
+    first = next((t["content"] for t in q.conversation if t.get("role") == "user"), q.question)
+    return f"{dataset}:{first}"
 
 
 def _filters(q: EvalQuestion) -> Filters:
@@ -192,7 +182,9 @@ def collect(
         if answers is not None:
             text = compose(plan.units).text if plan.units else ""
             answers.rows.append([plan.decision.features.get(name, 0.0) for name in answers.features])
-            answers.labels.append(float(answer_right(text, q)))
+            answers.labels.append(float(not q.must_refuse and states_needed(text, q)))
+            answers.right.append(float(answer_right(text, q)))
+            answers.refuse.append(float(q.must_refuse))
             answers.groups.append(group)
             answers.sets.append(dataset.name)
         if progress:
@@ -202,7 +194,7 @@ def collect(
 # -- fitting --------------------------------------------------------------------------------------
 
 
-def fit_segments(data: Collected, l2: float = 1.0) -> LogisticModel:
+def fit_segments(data: Collected, l2: float = 5.0) -> LogisticModel:
     x, y, w = data.arrays()
     predicted = cross_validated(x, y, data.groups, w)
     info = {
@@ -227,28 +219,40 @@ def choose_thresholds(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict[str, 
         if gain > best_gain:
             best_t, best_gain = float(t), gain
     related = best_t
+    total = float(w.sum())
     for t in sorted(candidates[candidates < best_t], reverse=True):
         band = (p >= t) & (p < best_t)
-        if band.any() and float((w * band * y).sum() / (w * band).sum()) < RELATED_PRECISION:
+        weight = float((w * band).sum())
+        # A band of a handful of questions says nothing yet: judge it once it holds 2% of them.
+        if weight >= 0.02 * total and float((w * band * y).sum()) / weight < RELATED_PRECISION:
             break
         related = float(t)
     return {"answer": round(best_t, 3), "related": round(related, 3)}
 
 
-def fit_answerability(data: Collected, l2: float = 1.0) -> LogisticModel:
+def fit_answerability(data: Collected, l2: float = 5.0) -> LogisticModel:
     x, y, w = data.arrays()
     predicted = cross_validated(x, y, data.groups, w)
     thresholds = choose_thresholds(y, predicted, w)
+    right, refuse = np.array(data.right), np.array(data.refuse)
+    answered = predicted >= thresholds["answer"]
     per_set = {}
     for name in sorted(set(data.sets)):
         mask = np.array([s == name for s in data.sets])
+        answerable = mask & (refuse == 0)
         per_set[name] = {
             "questions": int(mask.sum()),
             "right_share": round(float(y[mask].mean()), 4),
             "cv_auc": _round(auc(y[mask], predicted[mask])),
+            "cv_at_threshold": {
+                "answer_correct": _share(answered & (right == 1), answerable),
+                "false_refusal": _share(~answered, answerable),
+                "refusal_recall": _share(~answered, mask & (refuse == 1)),
+                "wrong_answers": _share(answered & ((refuse == 1) | (right == 0)), mask),
+            },
         }
     info = {
-        "what": "P(the answer about to be given is right); must-refuse questions count as wrong",
+        "what": "P(the knowledge base answers this for the asker and the answer about to be given states what it needs)",
         "questions": len(y),
         "right_share": round(float(y.mean()), 4),
         "sets": per_set,
@@ -257,13 +261,13 @@ def fit_answerability(data: Collected, l2: float = 1.0) -> LogisticModel:
         "wrong_answer_cost": WRONG_ANSWER_COST,
         "related_precision": RELATED_PRECISION,
         "reliability_cv": reliability(y, predicted),
-        "curve_cv": threshold_curve(y, predicted, w),
+        "curve_cv": answer_curve(y, predicted, w),
         "l2": l2,
     }
     return as_model(data.features, fit_logistic(x, y, w, l2), info)
 
 
-def threshold_curve(y: np.ndarray, p: np.ndarray, w: np.ndarray, step: float = 0.05) -> list[dict[str, float]]:
+def answer_curve(y: np.ndarray, p: np.ndarray, w: np.ndarray, step: float = 0.05) -> list[dict[str, float]]:
     """Share of questions answered, answered right and answered wrong, per threshold (weighted)."""
     total = float(w.sum()) or 1.0
     rows = []
@@ -294,6 +298,10 @@ def fit_models(
         assistant.selector.model = segment_model
         collect(assistant, dataset, Collected(SEGMENT_FEATURES), answers, progress)
     return segment_model, fit_answerability(answers)
+
+
+def _share(hits: np.ndarray, within: np.ndarray) -> float | None:
+    return round(float(hits[within].mean()), 4) if within.any() else None
 
 
 def _round(value: float | None) -> float | None:

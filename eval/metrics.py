@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -190,10 +191,20 @@ class Sample:
     judged_groundedness: float | None = None  # from an LLM judge, when one ran (eval/judge.py)
     must_include: tuple[tuple[str, ...], ...] = ()
     must_not_include: tuple[str, ...] = ()
+    related_at: float | None = None  # from here up to ``threshold``: related articles instead of an answer
 
     @property
     def answered(self) -> bool:
         return self.answered0 and self.confidence >= self.threshold
+
+    @property
+    def related(self) -> bool:
+        """Not answered, but shown the articles that looked related (and offered a person)."""
+        return (
+            self.related_at is not None
+            and self.answered0
+            and self.related_at <= self.confidence < self.threshold
+        )
 
     @property
     def gold(self) -> bool:
@@ -201,7 +212,8 @@ class Sample:
         return not self.must_refuse and bool(self.evidence or self.answers)
 
     def at(self, threshold: float) -> Sample:
-        return replace(self, threshold=threshold)
+        related_at = None if self.related_at is None else min(self.related_at, threshold)
+        return replace(self, threshold=threshold, related_at=related_at)
 
     def relevant(self, passage: Passage) -> bool:
         return is_relevant(passage.text, passage.doc_id, self.evidence, self.answers, self.gold_doc)
@@ -361,6 +373,34 @@ class FalseRefusal:
         return None if s.must_refuse else float(not s.answered)
 
 
+@dataclass(frozen=True)
+class RelatedOffered:
+    """Share of questions answered with "these articles look related" instead of an answer.
+
+    Scored as refusals everywhere else (no deflection, and a false refusal when the knowledge
+    base had the answer): this only says how often the middle band is used.
+    """
+
+    name: str = "related_offered"
+    higher_is_better: bool = False
+
+    def score(self, s: Sample) -> float | None:
+        return None if s.related_at is None else float(s.related)
+
+
+@dataclass(frozen=True)
+class RelatedHit:
+    """Of the related-articles replies to answerable questions, the share listing the gold document."""
+
+    name: str = "related_hit"
+    higher_is_better: bool = True
+
+    def score(self, s: Sample) -> float | None:
+        if not s.related or not s.gold or not s.gold_doc:
+            return None
+        return float(any(p.doc_id == s.gold_doc for p in s.ranked[:3]))
+
+
 # -- citations and groundedness -------------------------------------------------------------------
 
 
@@ -498,6 +538,8 @@ QUALITY_METRICS: tuple[Metric, ...] = (
     RefusalRecall(),
     AnswerRate(),
     FalseRefusal(),
+    RelatedOffered(),
+    RelatedHit(),
     Deflection(),
     FalseDeflection(),
 )
@@ -585,6 +627,32 @@ def threshold_curve(samples: Sequence[Sample], steps: int = 101) -> list[dict[st
             row[name] = round(sum(scores) / len(scores), 4) if scores else None
         rows.append(row)
     return rows
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Predicted against observed rate of right answers, per probability bin (the reliability diagram)."""
+    rows = []
+    edges = np.linspace(0, 1, bins + 1)
+    for lo, hi in pairwise(edges):
+        inside = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
+        if inside.any():
+            rows.append(
+                {"from": round(lo, 2), "to": round(hi, 2), "predicted": round(float(p[inside].mean()), 4),
+                 "observed": round(float(y[inside].mean()), 4), "n": int(inside.sum())}
+            )
+    return rows
+
+
+def sample_reliability(samples: Sequence[Sample], bins: int = 10) -> list[dict[str, float]]:
+    """The reliability diagram of a run: confidence against how often the answer it came with was right.
+
+    Every question counts: one that had to be refused is a wrong answer at whatever confidence
+    it got, as the answerability model is fitted.
+    """
+    scored = [s for s in samples if s.answer is not None and (s.must_refuse or s.gold)]
+    y = np.array([float(s.answered0 and not s.must_refuse and s.correct) for s in scored])
+    p = np.array([s.confidence for s in scored])
+    return reliability(y, p, bins) if len(scored) else []
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ def render_report(results: dict[str, Any], records: dict[str, list[Any]]) -> str
                     "must answer": [r.confidence for r in kb_records if not r.must_refuse],
                     "must refuse": [r.confidence for r in kb_records if r.must_refuse],
                 },
-                "Retrieval confidence",
+                "Confidence (probability the answer is right)",
                 lo=0.0,
                 hi=1.0,
                 xlabel="confidence",
@@ -300,6 +300,29 @@ def render_report(results: dict[str, Any], records: dict[str, list[Any]]) -> str
         body.append("</div><table><tr><th>threshold</th>" + "".join(f"<th>{n}</th>" for n in series) + "</tr>")
         for row in curve[::5]:
             body.append(f"<tr><td>{row['threshold']:.2f}</td>" + "".join(f"<td>{_fmt(row.get(n))}</td>" for n in series) + "</tr>")
+        body.append("</table>")
+
+    bins = [row for row in kb.get("reliability", []) if row["n"]]
+    if bins:
+        body.append(
+            "<h2>Reliability of the confidence</h2><p class=muted>Confidence is the answerability model's "
+            "probability that the answer is right; a reliable model's points lie on the diagonal. Questions that "
+            "had to be refused count as wrong answers.</p><div class=chart>"
+        )
+        body.append(
+            line_chart(
+                [row["predicted"] for row in bins],
+                {"observed": [row["observed"] for row in bins], "perfect": [row["predicted"] for row in bins]},
+                "Observed share right against predicted probability",
+                marker=threshold,
+            )
+        )
+        body.append("</div><table><tr><th>bin</th><th>predicted</th><th>observed</th><th>questions</th></tr>")
+        for row in bins:
+            body.append(
+                f"<tr><td>{row['from']:.1f}-{row['to']:.1f}</td><td>{row['predicted']:.3f}</td>"
+                f"<td>{row['observed']:.3f}</td><td>{row['n']}</td></tr>"
+            )
         body.append("</table>")
 
     body.append("<h2>Settings</h2><table>")

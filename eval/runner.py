@@ -1,8 +1,9 @@
 """One evaluation run: ask every question once, keep what happened, score it.
 
-Why the run asks with the refusal threshold at 0: each question's retrieval confidence is
-recorded with the answer it would get, so the metrics at the configured threshold and the whole
-deflection / false-deflection curve are derived from one pass instead of one pass per threshold.
+Why the run asks with the refusal threshold at 0: each question's confidence (the calibrated
+probability that its answer is right) is recorded with the answer it would get, so the metrics
+at the configured threshold and the whole deflection / false-deflection curve are derived from
+one pass instead of one pass per threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from eval.baseline import TOP_K as BASELINE_K
 from eval.baseline import LangChainBaseline
 from eval.datasets import Dataset, EvalQuestion
 from eval.judge import LLMJudge
-from eval.metrics import QUALITY_METRICS, Passage, Sample, cost, summarise, threshold_curve
+from eval.metrics import QUALITY_METRICS, Passage, Sample, cost, sample_reliability, summarise, threshold_curve
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
@@ -66,7 +67,7 @@ class Record:
     must_include: list[list[str]] = field(default_factory=list)
     must_not_include: list[str] = field(default_factory=list)
 
-    def sample(self, threshold: float) -> Sample:
+    def sample(self, threshold: float, related_at: float | None = None) -> Sample:
         return Sample(
             id=self.id,
             role=self.role,
@@ -88,6 +89,7 @@ class Record:
             judged_groundedness=self.judged_groundedness,
             must_include=tuple(tuple(item) for item in self.must_include),
             must_not_include=tuple(self.must_not_include),
+            related_at=related_at,
         )
 
 
@@ -215,13 +217,20 @@ def breakdowns(samples: Sequence[Sample], seed: int = 0) -> dict[str, dict[str, 
     return out
 
 
-def score_system(records: Sequence[Record], threshold: float, seed: int = 0, with_breakdowns: bool = True) -> dict:
+def score_system(
+    records: Sequence[Record],
+    threshold: float,
+    seed: int = 0,
+    with_breakdowns: bool = True,
+    related_at: float | None = None,
+) -> dict:
     """Overall metrics at ``threshold``, breakdowns, and the threshold curve for one system."""
-    samples = [r.sample(threshold) for r in records]
+    samples = [r.sample(threshold, related_at) for r in records]
     result: dict[str, Any] = {"questions": len(samples), "overall": summarise(samples, seed=seed)}
     if with_breakdowns:
         result["breakdowns"] = breakdowns(samples, seed=seed)
     result["threshold_curve"] = threshold_curve(samples)
+    result["reliability"] = sample_reliability(samples)
     return result
 
 
@@ -237,7 +246,9 @@ class RunResult:
         threshold = self.threshold if threshold is None else threshold
         systems: dict[str, Any] = {}
         for name, records in self.records.items():
-            systems[name] = score_system(records, threshold, seed, with_breakdowns=name == "kbassist")
+            kb = name == "kbassist"
+            related_at = self.info.get("settings", {}).get("related_threshold") if kb else None
+            systems[name] = score_system(records, threshold, seed, with_breakdowns=kb, related_at=related_at)
         kb = systems.get("kbassist")
         if kb is not None:
             spent = cost(
@@ -310,6 +321,7 @@ def run_eval(
     records = {
         "kbassist": run_kbassist(dataset, store, settings, (lambda d, t: progress("kbassist", d, t)) if progress else None)
     }
+    gate = Assistant(store, settings).gate
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "questions": len(dataset.questions),
@@ -317,8 +329,10 @@ def run_eval(
         "chunks": store.chunk_count(),
         "generator": Assistant(store, settings).generator.name,
         "settings": {
-            k: getattr(settings, k)
-            for k in ("confidence_threshold", "top_k", "candidates", "rerank", "chunk_max_tokens", "chunk_overlap_tokens")
+            "confidence_threshold": gate.answer_at,
+            "related_threshold": gate.related_at,
+            "models_dir": str(settings.models_dir) if settings.models_dir else None,
+            **{k: getattr(settings, k) for k in ("top_k", "candidates", "rerank", "chunk_max_tokens", "chunk_overlap_tokens")},
         },
         "usd_per_1k_prompt": settings.llm_usd_per_1k_prompt_tokens,
         "usd_per_1k_completion": settings.llm_usd_per_1k_completion_tokens,
@@ -343,7 +357,7 @@ def run_eval(
             )
             del built
     info["seconds"] = round(time.perf_counter() - started, 1)
-    return RunResult(dataset.name, settings.confidence_threshold, records, info)
+    return RunResult(dataset.name, gate.answer_at, records, info)
 
 
 def write_run(result: RunResult, out: Path, trim_passages: int | None = None) -> dict[str, Any]:

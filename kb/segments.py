@@ -94,6 +94,8 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
             if _TABLE_SEPARATOR.fullmatch(stripped):
                 continue
             if header is None or open_block != "row":
+                if open_block is not None:
+                    pending_lead = None
                 header = stripped
                 block += 1
                 open_block = "row"
@@ -101,17 +103,19 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
             add("row", f"{header}\n{stripped}")
             continue
         header = None
+        if open_block in ("item", "step") and line.startswith(("  ", "\t")) and out:
+            last = out[-1]  # a sub-bullet or wrapped line stays with its step or item
+            out[-1] = Segment(last.position, last.kind, f"{last.text}\n{line.rstrip()}", last.block, last.lead, last.example)
+            continue
         step, item = _STEP.match(line), _ITEM.match(line)
         if step or item:
             kind = "step" if step else "item"
             if open_block != kind:
+                if open_block is not None:
+                    pending_lead = None  # a lead introduces the block right after it, not the next one
                 block += 1
                 open_block = kind
             add(kind, stripped)
-            continue
-        if open_block in ("item", "step") and line.startswith((" ", "\t")) and out:
-            last = out[-1]  # a sub-bullet or wrapped line stays with its step or item
-            out[-1] = Segment(last.position, last.kind, f"{last.text}\n{line.rstrip()}", last.block, last.lead, last.example)
             continue
         open_block = None
         pending_lead = None

@@ -35,9 +35,9 @@ def main() -> None:
             fh.write("\n".join(words) + "\n")
         print(f"{ours}: {len(words)} words")
     (OUT / "README.md").write_text(
-        "Common words per language (Zipf frequency >= %.1f), derived from wordfreq by Robyn Speer "
+        f"Common words per language (Zipf frequency >= {args.min_zipf:.1f}), derived from wordfreq by Robyn Speer "
         "(https://github.com/rspeer/wordfreq), whose data is licensed CC BY-SA 4.0; these lists are "
-        "under the same licence. Rebuild with `python scripts/build_wordlists.py`.\n" % args.min_zipf,
+        "under the same licence. Rebuild with `python scripts/build_wordlists.py`.\n",
         encoding="utf-8",
     )
 

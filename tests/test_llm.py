@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from assist.conversation import as_turns, condense
 from assist.reply_guard import check_reply, holds_refusal
 from assist.service import CUSTOMER_REFUSAL, Assistant
 from ingest.pipeline import ingest
@@ -156,7 +155,7 @@ def test_an_unusable_rewrite_falls_back_to_the_offline_query(
     history = [{"role": "user", "content": "How many days do I have to return an item in Sweden?"}]
     server.script_rewrite(reply)
     answer = llm_assistant.ask("and in Germany?", role="customer", conversation=history)
-    assert answer.search_query == condense("and in Germany?", as_turns(history))
+    assert answer.search_query == llm_assistant.understand("and in Germany?", "customer", history).query
     assert not holds_refusal(answer.search_query)
 
 

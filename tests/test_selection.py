@@ -1,0 +1,124 @@
+"""Segments, units and composition, from hand-made passages and vectors (no store, no embedder)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assist.compose import compose, customer_reply
+from assist.models import LogisticModel
+from assist.retrieval import Passage
+from assist.selection import SEGMENT_FEATURES, Selector
+from kb.segments import chunk_segments, embedding_text, row_as_text, segments_of
+
+FEES = """| What happens | Sweden | Germany |
+|---|---|---|
+| First late fee | 60 SEK, 10 days after the due date | 2.50 EUR, 7 days after the due date |
+| Final notice | 25 days after the due date | 35 days after the due date |"""
+
+PROCEDURE = """Use this procedure for disputes. Before you start:
+- verify the customer,
+- check the purchase date.
+
+1. Open the case.
+2. Pause the invoice.
+   - Pause it for 21 days.
+3. Tell the customer what happens next."""
+
+
+def test_segments_keep_rows_with_their_header_steps_with_sub_bullets_and_lists_with_their_lead() -> None:
+    rows = segments_of(FEES)
+    assert [s.kind for s in rows] == ["row", "row"]
+    assert rows[0].text.startswith("| What happens | Sweden | Germany |\n| First late fee")
+    assert row_as_text(rows[0].text).startswith("What happens: First late fee; Sweden: 60 SEK")
+
+    segs = segments_of(PROCEDURE)
+    kinds = [s.kind for s in segs]
+    assert kinds == ["sentence", "sentence", "item", "item", "step", "step", "step"]
+    lead = segs[1]
+    assert lead.text == "Before you start:" and segs[2].lead == lead.position and segs[3].lead == lead.position
+    assert segs[5].text.endswith("- Pause it for 21 days."), "a sub-bullet stays with its step"
+    assert len({s.block for s in segs if s.kind == "step"}) == 1
+
+
+def test_an_examples_section_marks_its_segments_as_examples() -> None:
+    assert all(s.example for s in segments_of("A fee of 60 SEK was charged.", "Fees > Worked examples"))
+    assert not any(s.example for s in segments_of("A fee of 60 SEK is charged.", "Fees > The rule"))
+
+
+def test_what_is_embedded_carries_the_heading() -> None:
+    seg = segments_of("- The purchase is above your spending limit.")[0]
+    assert embedding_text(seg, "Card > Why was my card declined?") == (
+        "Why was my card declined?: - The purchase is above your spending limit."
+    )
+
+
+def _passage(chunk_id: str, section: str, body: str, audience: str = "customer", score: float = 1.0) -> Passage:
+    return Passage(
+        chunk_id, f"{section}\n\n{body}", {"section": section, "audience": audience, "doc_id": chunk_id}, dense=0.6,
+        score=score,
+    )
+
+
+def _vectors(passages: list[Passage], favourite: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Unit vectors: the segment containing ``favourite`` points at the question, the others away."""
+    question = np.array([1.0, 0.0], dtype=np.float32)
+    out = []
+    for p in passages:
+        segs = chunk_segments(p.text, p.metadata["section"])
+        out.append(np.array([[1.0, 0.0] if favourite in s.text else [0.0, 1.0] for s in segs], dtype=np.float32))
+    return out, question
+
+
+def _selector() -> Selector:
+    """Scores by cosine alone, so the tests say what the structure rules do, not what a fit learnt."""
+    weights = tuple(1.0 if name == "cosine" else 0.0 for name in SEGMENT_FEATURES)
+    return Selector(LogisticModel(SEGMENT_FEATURES, (0.0, *weights), (0.0,) * len(weights), (0.1,) * len(weights)))
+
+
+def test_a_step_brings_its_whole_procedure_and_a_list_item_its_list_with_the_lead() -> None:
+    passages = [_passage("disputes", "Disputes > Procedure", PROCEDURE)]
+    vectors, question = _vectors(passages, "Pause the invoice")
+    selection = _selector().select("how do I handle a dispute", passages, vectors, question, lambda t: 0.5, None, 1)
+    unit = selection.units[0]
+    assert unit.kind == "steps" and [t.split(".")[0] for t in unit.texts] == ["1", "2", "3"]
+
+    vectors, question = _vectors(passages, "check the purchase date")
+    unit = _selector().select("what do I check", passages, vectors, question, lambda t: 0.5, None, 1).units[0]
+    assert unit.kind == "list" and unit.texts[0] == "Before you start:" and len(unit.texts) == 3
+
+
+def test_a_sentence_that_points_back_brings_the_one_before() -> None:
+    body = "Some stores refund return shipping. If so, you get it back from the store. Brightloop doesn't refund it."
+    passages = [_passage("returns", "Return shipping", body)]
+    vectors, question = _vectors(passages, "If so")
+    unit = _selector().select("who pays for shipping", passages, vectors, question, lambda t: 0.5, None, 1).units[0]
+    assert unit.texts == ["Some stores refund return shipping.", "If so, you get it back from the store."]
+
+
+def test_rows_are_rendered_for_the_market_and_another_markets_row_is_no_candidate() -> None:
+    table = "| Market | Pause |\n|---|---|\n| SE | 21 days |\n| DE | 30 days |"
+    passages = [_passage("disputes", "Pause", table)]
+    vectors, question = _vectors(passages, "| DE |")
+    selection = _selector().select("how long is the pause", passages, vectors, question, lambda t: 0.5, "SE", 3)
+    assert [c.text for c in selection.candidates] == ["Sweden — Pause: 21 days"]
+    assert all("30 days" not in t for u in selection.units for t in u.texts)
+
+
+def test_composition_numbers_citations_by_first_use_and_keeps_steps_on_their_own_lines() -> None:
+    passages = [
+        _passage("fees", "Fees", FEES),
+        _passage("disputes", "Disputes > Procedure", PROCEDURE, audience="agent", score=0.8),
+    ]
+    selector = _selector()
+    vectors, question = _vectors(passages, "First late fee")
+    fee = selector.select("late fee", passages, vectors, question, lambda t: 0.5, "DE", 1).units
+    vectors, question = _vectors(passages, "Open the case")
+    steps = selector.select("dispute", passages, vectors, question, lambda t: 0.5, "DE", 1).units
+    composed = compose([*fee, *steps])
+    assert composed.cited == [0, 1]
+    assert composed.text.startswith("First late fee: 2.50 EUR, 7 days after the due date (Germany) [1]")
+    assert "1. Open the case.\n2. Pause the invoice." in composed.text and composed.text.endswith("[2]")
+    assert composed.steps[0] == "1. Open the case."
+    reply = customer_reply([*fee, *steps], ["customer", "agent"], "Thanks for getting in touch.")
+    assert reply is not None and "2.50 EUR" in reply and "Open the case" not in reply and "[1]" not in reply
+    assert customer_reply(steps, ["customer", "agent"], "Hi") is None, "no reply from agent-only passages"
