@@ -57,11 +57,31 @@ SIGNIN_WAIT = "Too many failed sign-ins. Try again in {wait}."
 TOUCH_EVERY = timedelta(seconds=60)
 _COMMON = frozenset(
     {
-        "password", "password1", "password123", "passw0rd", "qwerty", "qwertyuiop", "letmein", "welcome",
-        "iloveyou", "admin", "administrator", "changeme", "123456789012", "1234567890", "kbassist",
-        "brightloop", "trustno1", "dragon", "monkey", "sunshine", "football", "baseball", "secret",
+        "password",
+        "password1",
+        "password123",
+        "passw0rd",
+        "qwerty",
+        "qwertyuiop",
+        "letmein",
+        "welcome",
+        "iloveyou",
+        "admin",
+        "administrator",
+        "changeme",
+        "123456789012",
+        "1234567890",
+        "kbassist",
+        "brightloop",
+        "trustno1",
+        "dragon",
+        "monkey",
+        "sunshine",
+        "football",
+        "baseball",
+        "secret",
     }
-)  # fmt: skip
+)
 
 
 class AccountError(ValueError):
@@ -182,7 +202,9 @@ class Accounts:
         with self.store.write() as session:
             if session.scalar(select(Account.id).where(Account.username == name)) is not None:
                 raise AccountError(f"an account {name!r} already exists")
-            row = Account(username=name, role=role, password_hash=password_hash, created_at=now, password_changed_at=now)
+            row = Account(
+                username=name, role=role, password_hash=password_hash, created_at=now, password_changed_at=now
+            )
             session.add(row)
             session.flush()
             add_entry(session, actor, "account.add", name, {"role": role, "account_id": row.id})
@@ -271,21 +293,27 @@ class Accounts:
                 session.execute(
                     update(Account).where(Account.id == account_id).values(password_hash=hasher.hash(password))
                 )
-            session.execute(delete(SigninThrottle).where(SigninThrottle.kind == "account",
-                                                         SigninThrottle.key_hash == keys[0][1]))  # fmt: skip
+            session.execute(
+                delete(SigninThrottle).where(SigninThrottle.kind == "account", SigninThrottle.key_hash == keys[0][1])
+            )
             # Old sessions of anyone, long past their end, go now rather than never.
             session.execute(delete(StaffSession).where(StaffSession.expires_at < now - timedelta(days=1)))
             token = secrets.token_urlsafe(32)
             expires = now + timedelta(hours=self.settings.session_max_hours)
             session.add(
                 StaffSession(
-                    account_id=account_id, token_hash=_hash_token(token), created_at=now, last_seen_at=now,
+                    account_id=account_id,
+                    token_hash=_hash_token(token),
+                    created_at=now,
+                    last_seen_at=now,
                     expires_at=expires,
                 )
-            )  # fmt: skip
+            )
             add_entry(session, f"account:{username_}", "signin.success", username_, {"role": role})
         log.info("sign-in account id=%d", account_id)
-        return SignInResult(True, "Signed in.", token=token, identity=StaffIdentity(account_id, username_, role, expires))
+        return SignInResult(
+            True, "Signed in.", token=token, identity=StaffIdentity(account_id, username_, role, expires)
+        )
 
     def validate_session(self, token: str | None, *, now: datetime | None = None) -> StaffIdentity | None:
         """Who the session token belongs to, or None when it is unknown, expired or revoked."""

@@ -50,7 +50,9 @@ def cli_actor() -> str:
     return f"cli:{user}"
 
 
-def add_entry(session: Session, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None) -> int:
+def add_entry(
+    session: Session, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None
+) -> int:
     """Append an entry inside the caller's transaction, so the change and its record commit together."""
     entry = AuditEntry(at=utcnow(), actor=actor, action=action, target=target, details=details or {})
     session.add(entry)
@@ -89,6 +91,18 @@ class AuditLog:
         with self.store.read() as session:
             rows = session.scalars(query).all()
         return [AuditRecord(r.id, r.at, r.actor, r.action, r.target, r.details) for r in rows]
+
+
+def ingest_details(report: Any) -> dict[str, Any]:
+    """What an ingest did, for its audit entry: document ids per outcome and counts (an IngestReport)."""
+    return {
+        "added": list(report.added),
+        "updated": list(report.updated),
+        "deleted": list(report.deleted),
+        "unchanged": len(report.unchanged),
+        "failed": len(report.errors),
+        "chunks_written": report.chunks_written,
+    }
 
 
 def record_kb_change(

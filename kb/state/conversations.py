@@ -226,9 +226,7 @@ class Conversations:
 
     def ratings(self, question_id: int) -> dict[str, str]:
         with self.store.read() as session:
-            rows = session.execute(
-                select(Rating.rater, Rating.rating).where(Rating.question_id == question_id)
-            ).all()
+            rows = session.execute(select(Rating.rater, Rating.rating).where(Rating.question_id == question_id)).all()
         return {rater: rating for rater, rating in rows}
 
     def load(self, conversation_id: str) -> ConversationRecord | None:

@@ -76,7 +76,9 @@ class Contact:
         if not pattern.fullmatch(self.value.strip()) or (
             self.kind == "phone" and sum(ch.isdigit() for ch in self.value) < 6
         ):
-            raise ValueError(f"that does not look like {'an e-mail address' if self.kind == 'email' else 'a phone number'}")
+            raise ValueError(
+                f"that does not look like {'an e-mail address' if self.kind == 'email' else 'a phone number'}"
+            )
 
 
 @dataclass(frozen=True)

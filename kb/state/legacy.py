@@ -91,8 +91,16 @@ def _copy(session: Any, tables: dict[str, list[sqlite3.Row]]) -> dict[str, int]:
     for row in tables["conversations"]:
         if session.get(Conversation, row["id"]) is None:
             started = _when(row["started_at"])
-            session.add(Conversation(id=row["id"], channel="web", role=row["workspace"], market=row["market"],
-                                     started_at=started, updated_at=started))  # fmt: skip
+            session.add(
+                Conversation(
+                    id=row["id"],
+                    channel="web",
+                    role=row["workspace"],
+                    market=row["market"],
+                    started_at=started,
+                    updated_at=started,
+                )
+            )
     session.flush()
     question_ids: dict[int, int] = {}
     for row in tables["questions"]:
@@ -116,14 +124,29 @@ def _copy(session: Any, tables: dict[str, list[sqlite3.Row]]) -> dict[str, int]:
         session.flush()
         question_ids[row["id"]] = new.id
     for row in tables["turns"]:
-        session.add(Message(conversation_id=row["conversation_id"], question_id=question_ids.get(row["question_id"]),
-                            speaker=row["speaker"], content=row["content"], created_at=_when(row["created_at"])))  # fmt: skip
+        session.add(
+            Message(
+                conversation_id=row["conversation_id"],
+                question_id=question_ids.get(row["question_id"]),
+                speaker=row["speaker"],
+                content=row["content"],
+                created_at=_when(row["created_at"]),
+            )
+        )
     ratings = 0
     for row in tables["feedback"]:
         if row["question_id"] in question_ids:
             when = _when(row["created_at"])
-            session.add(Rating(question_id=question_ids[row["question_id"]], rater=f"legacy:{row['id']}",
-                               rating=row["rating"], comment=row["comment"] or "", created_at=when, updated_at=when))  # fmt: skip
+            session.add(
+                Rating(
+                    question_id=question_ids[row["question_id"]],
+                    rater=f"legacy:{row['id']}",
+                    rating=row["rating"],
+                    comment=row["comment"] or "",
+                    created_at=when,
+                    updated_at=when,
+                )
+            )
             ratings += 1
     for row in tables["handoffs"]:
         when = _when(row["created_at"])

@@ -106,9 +106,14 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
 
 
 def verify(
-    secret: bytes, body: bytes, timestamp: str, signature: str, *, now: float | None = None,
+    secret: bytes,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    *,
+    now: float | None = None,
     tolerance_s: int = SIGNATURE_TOLERANCE_S,
-) -> bool:  # fmt: skip
+) -> bool:
     """What a receiver checks: a fresh timestamp and a matching signature (constant-time comparison)."""
     try:
         sent = int(timestamp)
@@ -183,7 +188,9 @@ class Outbox:
         seconds = self.settings.handoff_webhook_backoff_s * 2 ** max(attempts - 1, 0)
         return timedelta(seconds=min(seconds, self.settings.handoff_webhook_max_backoff_s))
 
-    def deliver_due(self, *, now: datetime | None = None, limit: int = 50, send: Sender | None = None) -> DeliveryReport:
+    def deliver_due(
+        self, *, now: datetime | None = None, limit: int = 50, send: Sender | None = None
+    ) -> DeliveryReport:
         """Send every delivery that is due (at most ``limit``); returns what happened."""
         report = DeliveryReport()
         settings = self.settings
@@ -265,8 +272,12 @@ class Outbox:
                 if handoff.contact_value and handoff.contact_consent
                 else None
             )
-            body = {"event": row.event, "event_id": row.event_id, "occurred_at": row.created_at.isoformat(),
-                    "handoff": payload}  # fmt: skip
+            body = {
+                "event": row.event,
+                "event_id": row.event_id,
+                "occurred_at": row.created_at.isoformat(),
+                "handoff": payload,
+            }
             return row.event_id, row.event, json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
     def _record(self, delivery_id: int, response: Response, now: datetime) -> str:
@@ -288,17 +299,21 @@ class Outbox:
                     row.next_attempt_at = now + self.backoff(row.attempts)
                     outcome = "retrying"
             attempts = row.attempts
-        log.info("webhook delivery id=%d attempt=%d outcome=%s status=%s", delivery_id, attempts, outcome,
-                 response.status)  # fmt: skip
+        log.info(
+            "webhook delivery id=%d attempt=%d outcome=%s status=%s", delivery_id, attempts, outcome, response.status
+        )
         return outcome
 
     def _pending_count(self) -> int:
         from sqlalchemy import func
 
         with self.store.read() as session:
-            return session.scalar(
-                select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == "pending")
-            ) or 0
+            return (
+                session.scalar(
+                    select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == "pending")
+                )
+                or 0
+            )
 
     def next_due(self) -> datetime | None:
         """When the next pending delivery is due, or None when nothing is pending."""
@@ -317,8 +332,19 @@ class Outbox:
         with self.store.read() as session:
             rows = session.scalars(query).all()
             return [
-                DeliveryRecord(r.id, r.event_id, r.event, r.handoff_id, r.status, r.attempts, r.next_attempt_at,
-                               r.last_error, r.last_status, r.created_at, r.delivered_at)  # fmt: skip
+                DeliveryRecord(
+                    r.id,
+                    r.event_id,
+                    r.event,
+                    r.handoff_id,
+                    r.status,
+                    r.attempts,
+                    r.next_attempt_at,
+                    r.last_error,
+                    r.last_status,
+                    r.created_at,
+                    r.delivered_at,
+                )
                 for r in rows
             ]
 

@@ -32,14 +32,13 @@ from kb.diskcheck import disk_problem
 from kb.state.errors import SchemaTooNew, StateUnavailable
 
 if TYPE_CHECKING:
+    from kb.settings import Settings
     from kb.state.accounts import Accounts
     from kb.state.analytics import Analytics
     from kb.state.audit import AuditLog
     from kb.state.conversations import Conversations
     from kb.state.handoffs import Handoffs
     from kb.state.outbox import Outbox
-
-    from kb.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +103,7 @@ class StateStore:
                     raise StateUnavailable(
                         f"the state store {self.where} is unavailable: {exc.strerror or exc}"
                     ) from exc
-            engine = create_engine(
-                self.url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
-            )
+            engine = create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
             return engine

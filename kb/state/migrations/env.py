@@ -19,7 +19,6 @@ if connection is None:
     raise RuntimeError("the state store's migrations run through kb.state (StateStore.migrate), not the alembic CLI")
 
 
-
 def render_item(kind: str, obj: Any, _context: Any) -> str | bool:
     """Migrations spell out plain SQL types: redaction is the models' business, not the schema's."""
     if kind == "type" and isinstance(obj, TypeDecorator):
