@@ -74,12 +74,14 @@ def import_once(store: StateStore, path: Path, *, actor: str | None = None) -> d
         return None
     with store.write() as session:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        # RETURNING, not rowcount: an INSERT's row count is not reported by every driver.
         marked = session.execute(
             insert(Meta)
             .values(key=META_KEY, value=json.dumps({"path": str(path), "at": datetime.now(UTC).isoformat()}))
             .on_conflict_do_nothing(index_elements=[Meta.key])
-        ).rowcount
-        if marked != 1:
+            .returning(Meta.key)
+        ).first()
+        if marked is None:
             return None
         counts = _copy(session, tables)
         add_entry(session, actor or cli_actor(), "state.import_legacy", str(path), counts)
