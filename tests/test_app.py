@@ -235,6 +235,12 @@ def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, d
             refused=refused, confidence=0.5, doc_ids=[], latency_ms=1.0, generator="extractive",
         )  # fmt: skip
     log.rate(qid, "helpful", rater="customer")
+    # A hand-off the help desk never received (nothing listens on the discard port) is shown to the owner.
+    desk = StateStore(db, Settings(handoff_webhook_url="http://127.0.0.1:9/hook", handoff_webhook_secret="s",
+                                   handoff_webhook_max_attempts=1))  # fmt: skip
+    desk.handoffs.create(log.start("customer", "SE"), question="Can I pay with bitcoin?", summary="", searched={},
+                         reason="low_confidence", market="SE")  # fmt: skip
+    assert desk.outbox.deliver_due().failed == 1
     at = _open(app, "owner")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Documents"] == str(len(DOCS)) and metrics["Past review date"] == "1"
@@ -243,6 +249,10 @@ def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, d
     assert any("disputes" in set(f.get("id", [])) and "Disputes team" in set(f.get("owner", [])) for f in frames)
     unanswered = next(f for f in frames if "times asked" in f.columns)
     assert unanswered.iloc[0]["times asked"] == 2
+    undelivered = next(f for f in frames if "last error" in f.columns)
+    assert list(undelivered["ref"]) == ["H-1"] and undelivered["attempts"][0] == 1
+    queue = next(f for f in frames if "reason" in f.columns)
+    assert list(queue["status"]) == ["open"] and list(queue["reason"]) == ["low_confidence"]
 
 
 def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str) -> None:

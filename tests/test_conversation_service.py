@@ -82,6 +82,22 @@ def test_hand_off_reasons_and_triggers_are_what_happened(assistant: Assistant, s
     assert state.conversations.load(staff_only.conversation_id).status == "waiting for a person"
 
 
+def test_cli_ingest_is_audited_with_the_os_user(tmp_path: Path) -> None:
+    from kb.state.audit import cli_actor
+    from kbassist_cli import app
+
+    docs = write_kb(tmp_path / "docs", names=("returns-se.md", "returns-de.md"))
+    env = {"KBASSIST_DATA_DIR": str(tmp_path / "data")}
+    assert CliRunner().invoke(app, ["ingest", str(docs)], env=env).exit_code == 0
+    (docs / "returns-de.md").unlink()
+    assert CliRunner().invoke(app, ["ingest", str(docs)], env=env).exit_code == 0
+    listed = CliRunner().invoke(app, ["audit", "list", "--action", "kb.*", "--json"], env=env)
+    second, first = json.loads(listed.stdout)
+    assert first["actor"] == second["actor"] == cli_actor() and first["action"] == "kb.ingest"
+    assert sorted(first["details"]["added"]) == ["returns-de", "returns-se"] and first["target"] == str(docs)
+    assert second["details"]["deleted"] == ["returns-de"] and second["details"]["unchanged"] == 1
+
+
 def _kbassist(kb_dir: Path, state_url: str, *args: str) -> dict:
     from kbassist_cli import app
 

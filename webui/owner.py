@@ -338,6 +338,14 @@ def _feedback_section(services: Services) -> None:
         )
     st.markdown("**Top unanswered questions**")
     _unanswered_table(services)
+    failed = services.state.outbox.deliveries(status="failed", limit=20)
+    if failed:
+        st.markdown("**Hand-offs the help desk did not receive** (`kbassist handoffs deliver --retry-failed` resends)")
+        rows = [
+            {"ref": f"H-{d.handoff_id}", "event": d.event, "attempts": d.attempts, "last error": d.last_error}
+            for d in failed
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     handoffs = services.state.handoffs.list(limit=50)
     if handoffs:
         st.markdown("**Latest hand-offs**")

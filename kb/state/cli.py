@@ -303,7 +303,7 @@ def handoffs_claim(
     """Take a hand-off from the queue (fails if someone else already has)."""
     with _state() as store:
         try:
-            h = store.handoffs.claim(_handoff_id(reference), agent.strip().lower())
+            h = store.handoffs.claim(_handoff_id(reference), agent.strip().lower(), actor=_actor())
         except _handoff_errors() as exc:
             raise _fail(str(exc), code=1) from exc
     typer.echo(f"{h.reference} claimed by {h.claimed_by}")
@@ -318,7 +318,7 @@ def handoffs_resolve(
     """Close a hand-off (claimed by that account, or still open), with an optional note."""
     with _state() as store:
         try:
-            h = store.handoffs.resolve(_handoff_id(reference), agent.strip().lower(), note)
+            h = store.handoffs.resolve(_handoff_id(reference), agent.strip().lower(), note, actor=_actor())
         except _handoff_errors() as exc:
             raise _fail(str(exc), code=1) from exc
         if store.settings.handoff_webhook_on_resolve:

@@ -230,8 +230,11 @@ class Handoffs:
         with self.store.read() as session:
             return latest_for_conversation(session, conversation_id, include_contact=False)
 
-    def claim(self, handoff_id: int, agent: str) -> HandoffRecord:
-        """``agent`` takes the hand-off. Exactly one of several simultaneous claims wins; the others raise."""
+    def claim(self, handoff_id: int, agent: str, *, actor: str | None = None) -> HandoffRecord:
+        """``agent`` takes the hand-off. Exactly one of several simultaneous claims wins; the others raise.
+
+        ``actor`` is who did it for the audit log when that is not the agent (``cli:<os user>``).
+        """
         now = utcnow()
         with self.store.write() as session:
             _require_account(session, agent)
@@ -243,12 +246,12 @@ class Handoffs:
             ).rowcount
             if won != 1:
                 raise _conflict(session, handoff_id, "claim")
-            add_entry(session, agent, "handoff.claim", f"H-{handoff_id}")
+            add_entry(session, actor or agent, "handoff.claim", f"H-{handoff_id}", {"agent": agent})
             record = _record(session, session.get(Handoff, handoff_id, populate_existing=True), include_contact=True)  # type: ignore[arg-type]
         log.info("hand-off id=%d claimed", handoff_id)
         return record
 
-    def release(self, handoff_id: int, agent: str) -> HandoffRecord:
+    def release(self, handoff_id: int, agent: str, *, actor: str | None = None) -> HandoffRecord:
         """The agent who claimed it puts it back in the queue."""
         now = utcnow()
         with self.store.write() as session:
@@ -260,11 +263,11 @@ class Handoffs:
             ).rowcount
             if done != 1:
                 raise _conflict(session, handoff_id, "release", agent)
-            add_entry(session, agent, "handoff.release", f"H-{handoff_id}")
+            add_entry(session, actor or agent, "handoff.release", f"H-{handoff_id}", {"agent": agent})
             record = _record(session, session.get(Handoff, handoff_id, populate_existing=True), include_contact=True)  # type: ignore[arg-type]
         return record
 
-    def resolve(self, handoff_id: int, agent: str, note: str = "") -> HandoffRecord:
+    def resolve(self, handoff_id: int, agent: str, note: str = "", *, actor: str | None = None) -> HandoffRecord:
         """Close the hand-off (claimed by ``agent``, or still open), with an optional note."""
         from kb.state.outbox import enqueue
 
@@ -284,7 +287,8 @@ class Handoffs:
                 raise _conflict(session, handoff_id, "resolve", agent)
             if note.strip():
                 session.add(HandoffNote(handoff_id=handoff_id, author=agent, created_at=now, text=note.strip()))
-            add_entry(session, agent, "handoff.resolve", f"H-{handoff_id}", {"note": bool(note.strip())})
+            details = {"agent": agent, "note": bool(note.strip())}
+            add_entry(session, actor or agent, "handoff.resolve", f"H-{handoff_id}", details)
             row = session.get(Handoff, handoff_id, populate_existing=True)
             assert row is not None
             if self.store.settings.handoff_webhook_on_resolve:
