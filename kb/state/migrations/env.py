@@ -2,7 +2,7 @@
 
 ``StateStore.migrate`` (and ``kbassist state upgrade``) pass an open connection inside a locked
 transaction in ``config.attributes["connection"]``; there is no alembic.ini and no URL here.
-To write a new migration against a scratch database, see kb/state/migrations/README.md.
+How to write a new migration: kb/state/migrations/README.md.
 """
 
 from __future__ import annotations
