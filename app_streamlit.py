@@ -2,7 +2,7 @@
 
 Run with ``streamlit run app_streamlit.py``. This file only lays out the page and routes to a
 workspace; every decision (answer or refuse, what a role may read) is made in ``assist`` and
-everything stored goes through ``kb.interactions``. ``?workspace=customer`` opens a workspace
+everything stored goes through the state store (``kb.state``). ``?workspace=customer`` opens a workspace
 directly; ``KBASSIST_APP_WORKSPACES`` limits which ones a deployment shows.
 """
 
@@ -12,7 +12,7 @@ import logging
 
 import streamlit as st
 
-from kb.interactions import InteractionLogUnavailable, SchemaTooNew
+from kb.state import SchemaTooNew, StateUnavailable
 from kb.store import StoreUnavailable
 from webui import agent, customer, owner
 from webui.services import WORKSPACES, Services, get_services
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def _services() -> Services:
     try:
         return get_services()
-    except (StoreUnavailable, InteractionLogUnavailable, SchemaTooNew, ValueError) as exc:
+    except (StoreUnavailable, StateUnavailable, SchemaTooNew, ValueError) as exc:
         st.error(f"The knowledge base cannot be opened: {exc}")
         st.stop()
         raise  # unreachable: st.stop() ends the run
@@ -56,7 +56,7 @@ def _render(workspace: str, services: Services) -> None:
     """
     try:
         PAGES[workspace](services)
-    except (StoreUnavailable, InteractionLogUnavailable) as exc:
+    except (StoreUnavailable, StateUnavailable) as exc:
         log.error("workspace=%s failed: %s", workspace, exc)
         if workspace == "customer":
             st.error(customer.UNAVAILABLE, icon=":material/error:")

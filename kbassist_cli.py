@@ -16,6 +16,7 @@ import typer
 from eval.cli import eval_app, gaps_command
 from kb.bundled import demo_docs_path
 from kb.settings import Settings, load_settings
+from kb.state.cli import audit_app, handoffs_app, state_app, users_app
 
 app = typer.Typer(
     help="kbassist: answers from your policy and process documents, with citations.",
@@ -26,6 +27,10 @@ kb_app = typer.Typer(help="Inspect what is in the knowledge base.", no_args_is_h
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
 app.command("gaps")(gaps_command)
+app.add_typer(state_app, name="state")
+app.add_typer(users_app, name="users")
+app.add_typer(handoffs_app, name="handoffs")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings() -> Settings:
@@ -47,6 +52,25 @@ def _store_errors(hint: str = "") -> Iterator[None]:
         message = f"{str(exc).rstrip('.')}. {hint}" if hint else str(exc)
         typer.secho(f"error: {message}", fg="red", err=True)
         raise typer.Exit(2) from exc
+
+
+@contextmanager
+def _state_errors() -> Iterator[None]:
+    """A state store that cannot be used is one line and exit 2, like the knowledge store."""
+    from kb.state import SchemaTooNew, StateUnavailable
+
+    try:
+        yield
+    except (StateUnavailable, SchemaTooNew) as exc:
+        typer.secho(f"error: {exc}. Ask with --no-record to answer without recording.", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _open_state(settings: Settings):
+    from kb.state import open_state
+
+    with _state_errors():
+        return open_state(settings)
 
 
 def _open_store(settings: Settings):
@@ -88,7 +112,8 @@ def ingest(
     if not targets:
         typer.secho("error: give at least one file or folder, or --demo", fg="red", err=True)
         raise typer.Exit(2)
-    store = _open_store(_settings())
+    settings = _settings()
+    store = _open_store(settings)
     bar = tqdm(total=0, unit="file", desc="ingest", disable=None, file=sys.stderr)
 
     def progress(done: int, total: int, name: str) -> None:
@@ -103,12 +128,25 @@ def ingest(
         bar.close()
     for error in report.errors:
         typer.secho(f"error: {error}", fg="red", err=True)
+    _audit_ingest(settings, targets, report)
     if as_json:
         typer.echo(json.dumps({**asdict(report), "errors": [str(e) for e in report.errors]}, indent=2, default=str))
     else:
         typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _audit_ingest(settings: Settings, targets: list[Path], report: object) -> None:
+    """Record the ingest in the audit log; a store that cannot take it is a warning, not a failed ingest."""
+    from kb.state import SchemaTooNew, StateUnavailable
+    from kb.state.audit import cli_actor, ingest_details, record_kb_change
+
+    try:
+        record_kb_change(settings, actor=cli_actor(), action="kb.ingest",
+                         target=", ".join(str(t) for t in targets)[:500], details=ingest_details(report))  # fmt: skip
+    except (StateUnavailable, SchemaTooNew) as exc:
+        typer.secho(f"warning: the ingest was not recorded in the audit log: {exc}", fg="yellow", err=True)
 
 
 @kb_app.command("list")
@@ -159,21 +197,44 @@ def ask(
     language: Annotated[str | None, typer.Option(help="Only documents in this language (en, de, sv...).")] = None,
     doc: Annotated[str | None, typer.Option(help="Only this document id.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="Record the question and answer (redacted) in the state store, like the app does; a customer "
+            "refusal becomes a stored hand-off.",
+        ),
+    ] = True,
+    conversation: Annotated[
+        str | None, typer.Option(help="Continue this conversation (its id, printed by an earlier ask).")
+    ] = None,
 ) -> None:
     """Answer a question with citations, or refuse and hand off when the knowledge base has no answer."""
     from assist.access import Filters
+    from assist.conversations import ConversationService
     from assist.service import Assistant, QuestionError
 
     settings = _settings()
     assistant = Assistant(_open_store(settings), settings)
+    state = _open_state(settings) if record else None
+    service = ConversationService(assistant, state, deliver="inline")
     try:
-        with _store_errors():
-            answer = assistant.ask(question, role=role, market=market, filters=Filters(market, language, product, doc))
+        with _store_errors(), _state_errors():
+            exchange = service.ask(
+                question, role=role, market=market, conversation_id=conversation,
+                filters=Filters(market, language, product, doc), channel="cli", hand_off_on_refusal=role == "customer",
+            )  # fmt: skip
     except (QuestionError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+    answer = exchange.answer
     if as_json:
-        typer.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        data = answer.to_dict() | {
+            "conversation_id": exchange.conversation_id,
+            "question_id": exchange.question_id,
+            "handoff_reference": exchange.handoff.reference if exchange.handoff else None,
+        }
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     typer.echo(answer.text)
     if answer.citations:
@@ -183,9 +244,13 @@ def ask(
             typer.echo(f"  [{c.number}] {c.title} — {c.section}{version} ({c.chunk_id})")
     if answer.suggested_reply:
         typer.echo("\nSuggested reply to the customer:\n" + answer.suggested_reply)
-    if answer.handoff:
-        typer.echo("\nHand-off created for a human agent.")
+    if exchange.handoff:
+        typer.echo(f"\nHand-off {exchange.handoff.reference} created for a human agent.")
+    elif answer.handoff:
+        typer.echo("\nA person would take over here (not recorded: --no-record).")
     typer.echo(f"\nconfidence {answer.confidence:.2f} · {answer.latency_ms:.0f} ms · {answer.generator}")
+    if exchange.conversation_id:
+        typer.echo(f"conversation {exchange.conversation_id} (continue with --conversation)")
 
 
 def main() -> None:

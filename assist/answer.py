@@ -37,9 +37,20 @@ class Citation:
         )
 
 
+# Why a conversation goes to a person: the customer asked for one; nothing the customer may read
+# answered with enough confidence; or only staff documents cover the question.
+HANDOFF_CUSTOMER_ASKED = "customer_asked"
+HANDOFF_LOW_CONFIDENCE = "low_confidence"
+HANDOFF_RESTRICTED_TOPIC = "restricted_topic"
+
+
 @dataclass
 class Handoff:
-    """Record created when the assistant cannot answer, for a human to pick up."""
+    """Record created when the assistant cannot answer, for a human to pick up.
+
+    ``question`` is the question that triggered it; empty when the customer asked for a person
+    about nothing the assistant said (before asking anything, or about something else).
+    """
 
     question: str
     role: str
@@ -48,6 +59,7 @@ class Handoff:
     searched: dict[str, Any]
     reason: str
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    language: str | None = None
 
 
 @dataclass

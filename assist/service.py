@@ -16,7 +16,14 @@ from dataclasses import replace
 import numpy as np
 
 from assist.access import Filters, audiences_for
-from assist.answer import Answer, Citation, Handoff
+from assist.answer import (
+    HANDOFF_CUSTOMER_ASKED,
+    HANDOFF_LOW_CONFIDENCE,
+    HANDOFF_RESTRICTED_TOPIC,
+    Answer,
+    Citation,
+    Handoff,
+)
 from assist.answerability import Gate
 from assist.answerability import features as answerability_features
 from assist.chunk_index import ChunkIndex
@@ -417,8 +424,10 @@ class Assistant:
             summary = f"Customer asked: {question}"
             if earlier:
                 summary += " | Earlier: " + " / ".join(earlier)
-            reason = "restricted_topic" if self._staff_only(query, market) else "low_confidence"
-            answer.handoff = Handoff(question, role, market, summary, searched, reason=reason)
+            reason = HANDOFF_RESTRICTED_TOPIC if self._staff_only(query, market) else HANDOFF_LOW_CONFIDENCE
+            answer.handoff = Handoff(
+                question, role, market, summary, searched, reason=reason, language=detect_language(question)
+            )
         else:
             answer.text = AGENT_REFUSAL
             if related:
@@ -481,25 +490,33 @@ def _distinct_articles(passages: Sequence[Passage]) -> list[Citation]:
     return out
 
 
-def requested_handoff(answers: Sequence[Answer], market: str | None) -> Handoff:
+def requested_handoff(answers: Sequence[Answer], market: str | None, about: int | None = None) -> Handoff:
     """The hand-off record for a customer who asks for a person, refused or not.
 
-    After a refusal it is the record the refusal already made; otherwise it is built from the
-    conversation so far, so the person taking over sees what was asked and what was found.
+    ``about`` is the index in ``answers`` of the answer the request is about, as the page knows
+    it: the refusal whose "Yes, talk to a person" was pressed, or an answer's own button. A
+    request about a refusal is the record the refusal already made (its reason says why the
+    assistant could not answer). Without ``about`` the request is a general one (before asking
+    anything, or about something else): no question is recorded as its trigger, and what was
+    searched last is kept as context for the person taking over.
     """
+    target = answers[about] if about is not None else None
+    if target is not None and target.handoff is not None:
+        return target.handoff
     last = answers[-1] if answers else None
-    if last is not None and last.handoff is not None:
-        return last.handoff
+    context = target or last
     asked = [a.question for a in answers]
     summary = "Customer asked for a person" + (": " + " / ".join(asked[-3:]) if asked else " before asking anything")
     searched = (
         {
-            "query": last.search_query,
-            "role": last.role,
-            "documents": sorted({c.doc_id for c in last.citations}),
-            "confidence": round(last.confidence, 3),
+            "query": context.search_query,
+            "role": context.role,
+            "documents": sorted({c.doc_id for c in context.citations}),
+            "confidence": round(context.confidence, 3),
         }
-        if last
+        if context
         else {}
     )
-    return Handoff(asked[-1] if asked else "", "customer", market, summary, searched, reason="customer asked for a person")
+    question = target.question if target else ""
+    language = detect_language(question) if question else None
+    return Handoff(question, "customer", market, summary, searched, reason=HANDOFF_CUSTOMER_ASKED, language=language)

@@ -315,6 +315,26 @@ def _latest_runs(root: Path) -> list[Path]:
     return [p for _, p in sorted(newest.values())]
 
 
+def _recorded_questions_store(settings: Settings) -> Any:
+    """The state store holding the questions people asked, or None when there is none yet.
+
+    A default SQLite store that was never created is not created for a report (unless an old
+    interaction log waits to be imported into it).
+    """
+    from sqlalchemy.engine import make_url
+
+    from kb.state import SchemaTooNew, StateUnavailable, open_state
+
+    url = make_url(settings.state_database_url)
+    sqlite_file = Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+    if sqlite_file is not None and not sqlite_file.is_file() and not settings.interactions_path.is_file():
+        return None
+    try:
+        return open_state(settings)
+    except (StateUnavailable, SchemaTooNew) as exc:
+        raise _fail(f"cannot read the recorded questions: {exc}") from exc
+
+
 def gaps_command(
     runs: Annotated[
         list[Path] | None,
@@ -336,7 +356,7 @@ def gaps_command(
         bool,
         typer.Option(
             "--live/--no-live",
-            help="Include the questions the app logged (the interaction database, KBASSIST_INTERACTIONS_DB).",
+            help="Include the questions the app and `kbassist ask` recorded (the state store, KBASSIST_STATE_URL).",
         ),
     ] = True,
     out: Annotated[
@@ -375,18 +395,16 @@ def gaps_command(
     for path in [*chosen_runs, *logged]:
         if not path.exists():
             raise _fail(f"no such file or folder: {path}")
-    database = settings.interactions_path if live and not logged and settings.interactions_path.is_file() else None
+    state = _recorded_questions_store(settings) if live and not logged else None
     sources = f"{len(chosen_runs)} run(s), {len(logged)} question file(s)"
-    typer.echo(f"reading {sources}" + (f" and the app's log {database}" if database else ""), err=True)
+    typer.echo(f"reading {sources}" + (f" and the questions recorded in {state.where}" if state else ""), err=True)
 
     def records() -> Iterator[Any]:
         yield from records_from_runs(chosen_runs)
         for path in logged:
             yield from records_from_jsonl(path)
-        if database is not None:
-            from kb.interactions import InteractionLog
-
-            yield from records_from_logged(InteractionLog(database).logged_questions())
+        if state is not None:
+            yield from records_from_logged(state.conversations.logged_questions())
 
     try:
         with _knowledge_base(settings, docs) as store:

@@ -93,7 +93,7 @@ def records_from_jsonl(path: Path, source: str = "live") -> Iterator[QuestionRec
 
 
 def records_from_logged(questions: Iterable[Any], source: str = "live") -> Iterator[QuestionRecord]:
-    """Questions straight from the app's interaction log (``kb.interactions.LoggedQuestion`` rows).
+    """Questions straight from the state store (``kb.state.conversations.LoggedQuestion`` rows).
 
     Read directly rather than through an export, so the report always sees what was asked up to now.
     """

@@ -127,10 +127,61 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Price of 1,000 completion tokens, for the cost per answer in evaluation reports."
     )
 
-    # The web app: what it stores and which workspaces a deployment exposes.
-    interactions_db: Path | None = Field(
-        default=None, description="SQLite file for conversations, feedback and hand-offs (default data_dir/interactions.sqlite)."
+    # The app's state: conversations, feedback, hand-offs, accounts, sessions, audit log (kb.state).
+    state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the state store (default sqlite:///DATA_DIR/state.sqlite; "
+        "postgresql+psycopg://user:password@host/db when several processes or machines share it).",
     )
+    interactions_db: Path | None = Field(
+        default=None,
+        description="The interaction log of earlier releases (default data_dir/interactions.sqlite), imported "
+        "into the state store once when it is opened.",
+    )
+
+    # Staff sign-in (agent and owner workspaces).
+    session_idle_minutes: float = Field(
+        default=30.0, gt=0, le=24 * 60, description="A session unused this long expires."
+    )
+    session_max_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="A session expires this long after sign-in, however active."
+    )
+    password_min_length: int = Field(default=12, ge=8, le=128, description="Shortest password an account may have.")
+    signin_backoff_after: int = Field(
+        default=3, ge=1, le=100, description="Failed sign-ins (per account name or per client) before each retry waits."
+    )
+    signin_backoff_s: float = Field(
+        default=2.0, ge=0, le=600, description="Wait after the first throttled failure; doubles with each further one."
+    )
+    signin_lockout_after: int = Field(
+        default=10, ge=1, le=1000, description="Failed sign-ins for one account name before it is locked."
+    )
+    signin_client_backoff_after: int = Field(
+        default=10, ge=1, le=10000, description="Failed sign-ins from one client before each retry from it waits."
+    )
+    signin_client_lockout_after: int = Field(
+        default=50, ge=1, le=100000, description="Failed sign-ins from one client (any account) before it is locked."
+    )
+    signin_lockout_minutes: float = Field(
+        default=15.0, gt=0, le=24 * 60, description="How long a lockout lasts; failures older than this are forgotten."
+    )
+
+    # Hand-offs out to the help desk.
+    handoff_webhook_url: str | None = Field(
+        default=None, description="POST every new hand-off as signed JSON to this URL (help desk, Slack middleware)."
+    )
+    handoff_webhook_secret: SecretStr | None = Field(
+        default=None, description="Shared secret of the HMAC-SHA256 signature on each webhook request."
+    )
+    handoff_webhook_on_resolve: bool = Field(default=False, description="Also send an event when a hand-off is resolved.")
+    handoff_webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    handoff_webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Attempts before a delivery is kept as failed."
+    )
+    handoff_webhook_backoff_s: float = Field(
+        default=30.0, ge=0, le=3600, description="Wait before the first retry of a delivery; doubles each time."
+    )
+    handoff_webhook_max_backoff_s: float = Field(default=3600.0, ge=0, le=24 * 3600)
     app_workspaces: str = Field(
         default="agent,customer,owner",
         description="Comma-separated workspaces the web app shows; a customer-facing deployment sets 'customer'.",
@@ -147,7 +198,7 @@ class Settings(BaseSettings):
         description="What a customer is told after asking for a person (your real contact promise goes here).",
     )
 
-    @field_validator("chroma_url", "llm_base_url")
+    @field_validator("chroma_url", "llm_base_url", "state_url", "handoff_webhook_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -182,6 +233,11 @@ class Settings(BaseSettings):
     @property
     def interactions_path(self) -> Path:
         return self.interactions_db or self.data_dir / "interactions.sqlite"
+
+    @property
+    def state_database_url(self) -> str:
+        """The state store's SQLAlchemy URL: the setting, or a SQLite file in the data folder."""
+        return self.state_url or f"sqlite:///{self.data_dir / 'state.sqlite'}"
 
 
 def load_settings(**overrides: Any) -> Settings:

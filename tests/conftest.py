@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 
 from kb.settings import Settings
 from kb.store import KnowledgeStore
+from tests.support.databases import BACKENDS, fresh_database
 
 # Every run of the suite draws the same examples (derandomized) and reads no example database, so
 # a result never depends on the machine, the day, or what an earlier run saved: a random draw
@@ -57,15 +60,26 @@ review_by: 2020-01-01
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Tests see defaults only: no KBASSIST_* from the developer's shell, no kbassist.toml.
 
-    KBASSIST_TEST_* variables stay: they point the tests at real servers (Chroma, llama.cpp).
+    The test servers' addresses (KBASSIST_TEST_*: Chroma, PostgreSQL, llama.cpp) stay. State
+    stores a test opened are closed after it.
     """
     for name in list(os.environ):
         if name.startswith("KBASSIST_") and not name.startswith("KBASSIST_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("KBASSIST_CONFIG", str(tmp_path / "no-config.toml"))
+    yield
+    if "kb.state.store" in sys.modules:  # only tests that used a state store pay for closing it
+        sys.modules["kb.state.store"].close_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty state database: SQLite, then PostgreSQL (KBASSIST_TEST_POSTGRES_URL)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import ingest
-from kb.interactions import InteractionLog
 from kb.settings import Settings
+from kb.state.store import StateStore
 from kb.store import KnowledgeStore
 from tests.support.app_kb import DOCS, write_kb
 from tests.support.chat_server import ChatServer
@@ -35,14 +35,19 @@ def kb_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "interactions.sqlite"
+def db(tmp_path: Path) -> str:
+    """The app's state store for this test (a SQLite URL)."""
+    return f"sqlite:///{tmp_path / 'state.sqlite'}"
+
+
+def _state(url: str) -> StateStore:
+    return StateStore(url, Settings())
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, kb_data_dir: Path, db: Path) -> AppTest:
+def app(monkeypatch: pytest.MonkeyPatch, kb_data_dir: Path, db: str) -> AppTest:
     monkeypatch.setenv("KBASSIST_DATA_DIR", str(kb_data_dir))
-    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
     st.cache_resource.clear()
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -72,7 +77,7 @@ def _agent_ask(at: AppTest, question: str) -> AppTest:
     return at
 
 
-def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest, db: Path) -> None:
+def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest, db: str) -> None:
     at = _agent_ask(_open(app, "agent"), "Customer wants to dispute a purchase, what is the procedure?")
     text = _markdown(at)
     assert "Pause the invoice for 21 days" in text and "[1]" in text
@@ -87,9 +92,14 @@ def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest
     at.text_input(key="agent_comment_1").input("Used it, card 4111 1111 1111 1111 was mentioned")
     at.button(key="agent_rate_used_1").click().run()
     assert any("Feedback recorded: Used in my reply" in c.value for c in at.caption)
-    summary = InteractionLog(db).feedback_summary()
+    summary = _state(db).analytics.feedback_summary()
     assert summary.counts == {"used": 1}
     assert summary.comments[0][1] == "Used it, card [card] was mentioned"
+
+    # One rating per answer: "not helpful" replaces "used in my reply", it is not added to it.
+    at.button(key="agent_rate_not_helpful_1").click().run()
+    assert any("Feedback recorded: Not helpful." in c.value for c in at.caption)
+    assert _state(db).analytics.feedback_summary().counts == {"not_helpful": 1}
 
 
 def test_agent_market_filter_narrows_sources_and_the_suggested_reply(app: AppTest) -> None:
@@ -105,13 +115,13 @@ def test_agent_market_filter_narrows_sources_and_the_suggested_reply(app: AppTes
     assert "30 days of delivery" in at.code[0].value and "withdrawal" not in at.code[0].value
 
 
-def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: Path) -> None:
+def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: str) -> None:
     at = _open(app, "agent")
     _agent_ask(at, "Customer wants to dispute a purchase, what is the procedure?")
     at = _agent_ask(at, "and how long does the store have?")
     assert "14 days to reply" in _markdown(at)
     assert any(e.label == "Customer wants to dispute a purchase, what is the procedure?" for e in at.expander)
-    logged = InteractionLog(db).logged_questions()
+    logged = _state(db).conversations.logged_questions()
     assert len(logged) == 2 and logged[0].conversation_id == logged[1].conversation_id
     assert logged[1].search_query.startswith("Customer wants to dispute a purchase")  # searched with the earlier turn
 
@@ -170,7 +180,7 @@ def test_customer_cannot_read_agent_or_internal_documents(app: AppTest) -> None:
     assert all(title not in e.label for e in at.expander for title in hidden)
 
 
-def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTest, db: Path) -> None:
+def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTest, db: str) -> None:
     at = _open(app, "customer")
     at.selectbox(key="customer_market").select("SE").run()
     _chat(at, "How long do I have to return an item?")
@@ -181,22 +191,25 @@ def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTe
 
     button.click().run()
     assert not at.exception, at.exception
-    (handoff,) = InteractionLog(db).handoffs()
+    (handoff,) = _state(db).handoffs.list()
     assert any(f"reference **H-{handoff.id}**" in s.value and "contact you" in s.value for s in at.success)
-    assert handoff.reason == "low retrieval confidence" and handoff.market == "SE"
+    assert handoff.reason == "low_confidence" and handoff.market == "SE" and handoff.status == "open"
     assert handoff.question == "Can I pay with bitcoin on Mars? Mail me at [email]"
+    assert handoff.question_id == _state(db).conversations.logged_questions()[-1].id  # the refused question
     assert [t["role"] for t in handoff.transcript] == ["user", "assistant", "user", "assistant"]
     assert handoff.searched["role"] == "customer" and "query" in handoff.searched
     assert at.chat_input(key="customer_input").disabled  # the conversation now belongs to a person
 
 
-def test_customer_can_ask_for_a_person_after_an_answer(app: AppTest, db: Path) -> None:
+def test_customer_can_ask_for_a_person_after_an_answer(app: AppTest, db: str) -> None:
     at = _chat(_open(app, "customer"), "How long do I have to return an item in Sweden?")
     at.button(key="customer_handoff").click().run()
-    (handoff,) = InteractionLog(db).handoffs()
-    assert handoff.reason == "customer asked for a person"
+    (handoff,) = _state(db).handoffs.list()
+    # The button after an answer is a general request: no answer is recorded as its trigger, and what was
+    # searched last is kept as context.
+    assert handoff.reason == "customer_asked" and handoff.question == "" and handoff.question_id is None
     assert handoff.searched["documents"] == ["returns-se"]
-    (day,) = InteractionLog(db).deflection_by_day()
+    (day,) = _state(db).analytics.deflection_by_day()
     assert (day.answered, day.deflected, day.false_deflections) == (1, 0, 1)
 
 
@@ -209,9 +222,9 @@ def test_customer_only_deployment_hides_the_other_workspaces(app: AppTest, monke
 # -- knowledge-base owner -----------------------------------------------------------------------
 
 
-def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, db: Path) -> None:
-    log = InteractionLog(db)
-    conversation = log.start_conversation("customer", "SE")
+def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, db: str) -> None:
+    log = _state(db).conversations
+    conversation = log.start("customer", "SE")
     for refused, text in (
         (True, "Can I pay with bitcoin?"),
         (True, "can I pay with Bitcoin"),
@@ -221,7 +234,13 @@ def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, d
             conversation, role="customer", market="SE", question=text, search_query=text, answer="a",
             refused=refused, confidence=0.5, doc_ids=[], latency_ms=1.0, generator="extractive",
         )  # fmt: skip
-    log.add_feedback(qid, "helpful")
+    log.rate(qid, "helpful", rater="customer")
+    # A hand-off the help desk never received (nothing listens on the discard port) is shown to the owner.
+    desk = StateStore(db, Settings(handoff_webhook_url="http://127.0.0.1:9/hook", handoff_webhook_secret="s",
+                                   handoff_webhook_max_attempts=1))  # fmt: skip
+    desk.handoffs.create(log.start("customer", "SE"), question="Can I pay with bitcoin?", summary="", searched={},
+                         reason="low_confidence", market="SE")  # fmt: skip
+    assert desk.outbox.deliver_due().failed == 1
     at = _open(app, "owner")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Documents"] == str(len(DOCS)) and metrics["Past review date"] == "1"
@@ -230,11 +249,15 @@ def test_owner_sees_stats_stale_documents_and_feedback_analytics(app: AppTest, d
     assert any("disputes" in set(f.get("id", [])) and "Disputes team" in set(f.get("owner", [])) for f in frames)
     unanswered = next(f for f in frames if "times asked" in f.columns)
     assert unanswered.iloc[0]["times asked"] == 2
+    undelivered = next(f for f in frames if "last error" in f.columns)
+    assert list(undelivered["ref"]) == ["H-1"] and undelivered["attempts"][0] == 1
+    queue = next(f for f in frames if "reason" in f.columns)
+    assert list(queue["status"]) == ["open"] and list(queue["reason"]) == ["low_confidence"]
 
 
-def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Path) -> None:
+def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str) -> None:
     monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "fresh"))
-    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
     st.cache_resource.clear()
     folder = tmp_path / "new-docs"
     folder.mkdir()
@@ -255,9 +278,9 @@ def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyP
     st.cache_resource.clear()
 
 
-def test_owner_sees_why_an_evaluation_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Path) -> None:
+def test_owner_sees_why_an_evaluation_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str) -> None:
     monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
     st.cache_resource.clear()
     at = _open(AppTest.from_file(APP, default_timeout=TIMEOUT), "owner")
     at.button(key="owner_eval_run").click().run()
@@ -301,7 +324,7 @@ def test_owner_without_the_eval_harness_says_so(app: AppTest, monkeypatch: pytes
 
 
 def test_owner_runs_an_evaluation_sees_its_charts_and_a_gap_report(
-    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: Path
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str
 ) -> None:
     questions = tmp_path / "returns.jsonl"
     rows = [
@@ -329,8 +352,8 @@ def test_owner_runs_an_evaluation_sees_its_charts_and_a_gap_report(
     assert "Latency per question" in page and "kbassist per category" in page
 
     # A question a customer asked in the chat reaches the gap report without any export step.
-    log = InteractionLog(db)
-    chat = log.start_conversation("customer", "SE")
+    log = _state(db).conversations
+    chat = log.start("customer", "SE")
     log.log_question(
         chat, role="customer", market="SE", question="Do you sell travel insurance for cruises?",
         search_query="Do you sell travel insurance for cruises?", answer="", refused=True, confidence=0.2,

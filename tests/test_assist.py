@@ -93,6 +93,14 @@ def test_customer_refusal_creates_handoff(assistant: Assistant) -> None:
     assert "talk to a person" in answer.text
     assert answer.handoff is not None and answer.handoff.question == "Do you sell travel insurance for cruises?"
     assert answer.handoff.searched["role"] == "customer" and "query" in answer.handoff.searched
+    assert answer.handoff.reason == "low_confidence" and answer.handoff.language == "en"
+
+
+def test_customer_refusal_on_a_staff_only_topic_says_so_to_the_team_only(assistant: Assistant) -> None:
+    answer = assistant.ask("What amount triggers a manual fraud review?", role="customer")
+    assert answer.refused and answer.handoff is not None
+    assert answer.handoff.reason == "restricted_topic"  # internal documents answer it; customers may not read them
+    assert "fraud-thresholds" not in answer.handoff.searched["documents"] and "9500" not in answer.handoff.summary
 
 
 def test_agent_refusal_names_escalation_path(assistant: Assistant) -> None:
@@ -167,9 +175,13 @@ def test_requested_handoff_after_an_answer_and_after_a_refusal(assistant: Assist
     from assist.service import requested_handoff
 
     answered = assistant.ask("How many days do I have to return something?", role="customer", market="SE")
-    record = requested_handoff([answered], "SE")
-    assert record.reason == "customer asked for a person" and record.question == answered.question
+    record = requested_handoff([answered], "SE", about=0)
+    assert record.reason == "customer_asked" and record.question == answered.question
     assert record.searched["documents"] == ["returns-se"] and "How many days" in record.summary
     refused = assistant.ask("Do you sell travel insurance for cruises?", role="customer")
-    assert requested_handoff([answered, refused], "SE") is refused.handoff
+    assert requested_handoff([answered, refused], "SE", about=1) is refused.handoff
+    # Asking for a person about something else: the last question is not recorded as the trigger.
+    general = requested_handoff([answered, refused], "SE")
+    assert general.reason == "customer_asked" and general.question == ""
+    assert "Do you sell travel insurance" in general.summary
     assert requested_handoff([], None).summary == "Customer asked for a person before asking anything"

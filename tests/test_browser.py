@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest
-from kb.interactions import InteractionLog
 from kb.settings import Settings
+from kb.state.store import StateStore
 from kb.store import KnowledgeStore
 from tests.support.app_kb import write_kb
 
@@ -50,13 +50,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     data = tmp_path / "data"
     report = ingest([write_kb(tmp_path / "docs")], KnowledgeStore(Settings(data_dir=data)))
     assert report.ok
-    db = tmp_path / "interactions.sqlite"
+    db = f"sqlite:///{tmp_path / 'state.sqlite'}"
     port = _free_port()
-    env = {**os.environ, "KBASSIST_DATA_DIR": str(data), "KBASSIST_INTERACTIONS_DB": str(db)}
+    env = {**os.environ, "KBASSIST_DATA_DIR": str(data), "KBASSIST_STATE_URL": db}
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(
         [
@@ -89,7 +89,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         log.close()
 
 
-def test_customer_asks_gets_a_cited_answer_and_hands_off(server: tuple[str, Path]) -> None:
+def test_customer_asks_gets_a_cited_answer_and_hands_off(server: tuple[str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, db = server
@@ -120,7 +120,7 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(server: tuple[str, Path
         finally:
             browser.close()
 
-    (handoff,) = InteractionLog(db).handoffs()
-    assert handoff.id == 1 and handoff.reason == "customer asked for a person"
+    (handoff,) = StateStore(db, Settings()).handoffs.list()
+    assert handoff.id == 1 and handoff.reason == "customer_asked" and handoff.question_id is None
     assert handoff.transcript[0] == {"role": "user", "content": "How long do I have to return an item in Sweden?"}
     assert handoff.searched["documents"] == ["returns-se"]

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from eval.gaps import QuestionRecord, agglomerate, content_conflicts, gap_report, quantities, statements
-from kb.interactions import InteractionLog
+from kb.settings import Settings
+from kb.state.store import StateStore
 from kb.store import KnowledgeStore
 from kbassist_cli import app
 
@@ -79,8 +80,8 @@ def test_conflict_check_reads_the_store_in_pages(demo_store: KnowledgeStore, mon
 
 
 def test_gaps_command_writes_markdown_html_and_json(demo_store: KnowledgeStore, tmp_path: Path, monkeypatch) -> None:
-    log = InteractionLog(tmp_path / "log.sqlite")
-    chat = log.start_conversation("customer", "SE")
+    log = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}", Settings()).conversations
+    chat = log.start("customer", "SE")
     for question in CRYPTO:
         log.log_question(
             chat, role="customer", market="SE", question=question, search_query=question, answer="",
@@ -104,16 +105,16 @@ def test_gaps_command_writes_markdown_html_and_json(demo_store: KnowledgeStore, 
 
 
 def test_gaps_command_reads_the_apps_interaction_log(demo_store: KnowledgeStore, tmp_path: Path, monkeypatch) -> None:
-    db = tmp_path / "interactions.sqlite"
-    log = InteractionLog(db)
-    chat = log.start_conversation("customer", "SE")
+    db = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    log = StateStore(db, Settings()).conversations
+    chat = log.start("customer", "SE")
     for question in CARDS:
         log.log_question(
             chat, role="customer", market="SE", question=question, search_query=question, answer="",
             refused=True, confidence=0.3, doc_ids=[], latency_ms=20.0, generator="extractive",
         )  # fmt: skip
     monkeypatch.setenv("KBASSIST_DATA_DIR", str(demo_store.settings.data_dir))
-    monkeypatch.setenv("KBASSIST_INTERACTIONS_DB", str(db))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
 
     live = CliRunner().invoke(app, ["gaps", "--json"])
     assert live.exit_code == 0, live.output

@@ -145,7 +145,7 @@ def test_cli_help_explains_gates_defaults_and_sources() -> None:
     assert "DATA_DIR/eval-runs" in run and "--no-baseline" in run
     assert "regressed beyond run A's 95% CI" in help_text("eval", "compare")
     gaps = help_text("gaps")
-    assert "DATA_DIR/eval-runs" in gaps and "KBASSIST_INTERACTIONS_DB" in gaps and "--no-live" in gaps
+    assert "DATA_DIR/eval-runs" in gaps and "KBASSIST_STATE_URL" in gaps and "--no-live" in gaps
 
 
 def test_runs_without_out_go_where_gaps_and_the_app_look(tmp_path: Path) -> None:

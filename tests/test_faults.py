@@ -1,4 +1,4 @@
-"""Faults: a Chroma server that stops mid-run, a read-only store, a full disk, an unwritable interaction log.
+"""Faults: a Chroma server that stops mid-run, a read-only store, a full disk, an unwritable state store.
 
 Each fault is real: a ``chroma run`` server of this module's own is terminated and started again
 on the same port and data; the disk faults run a real ``kbassist`` process under a read-only
@@ -27,8 +27,9 @@ from typer.testing import CliRunner
 import kbassist_cli
 from assist.service import Assistant
 from ingest.pipeline import ingest
-from kb.interactions import InteractionLog, InteractionLogUnavailable
 from kb.settings import Settings
+from kb.state import StateUnavailable
+from kb.state.store import StateStore
 from kb.store import KnowledgeStore, RetryPolicy, StoreUnavailable, call_with_retries
 from tests.support.chroma_server import ChromaServer
 from tests.support.faults import error_lines, file_size_limit, kbassist, largest_file, read_only, run
@@ -161,7 +162,6 @@ def _point_env_at(server: ChromaServer, settings: Settings, monkeypatch: pytest.
         "KBASSIST_CHROMA_URL": server.url,
         "KBASSIST_COLLECTION": settings.collection,
         "KBASSIST_DATA_DIR": str(settings.data_dir),
-        "KBASSIST_INTERACTIONS_DB": str(settings.data_dir / "interactions.sqlite"),
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -417,36 +417,43 @@ def test_ingest_on_a_full_disk_fails_in_one_line_and_the_rerun_converges(
     _rerun_converges(corpus, seeded, clean)
 
 
-# -- the interaction log on a read-only folder or a full disk ----------------------------------------
+# -- the state store on a read-only folder or a full disk ------------------------------------------
 
-# Opens the log and writes questions until the disk refuses; prints what got in and the error.
+# Opens the store and records questions until the disk refuses; prints what got in and the error.
 LOGGING_CHILD = """
 import json, sys
-from pathlib import Path
-from kb.interactions import InteractionLog, InteractionLogUnavailable
+from kb.settings import Settings
+from kb.state import StateUnavailable
+from kb.state.store import StateStore
 written, error = 0, None
 try:
-    log = InteractionLog(Path(sys.argv[1]))
-    conversation = log.start_conversation("customer")
+    log = StateStore("sqlite:///" + sys.argv[1], Settings()).conversations
+    conversation = log.start("customer")
     for _ in range(int(sys.argv[2])):
         log.log_question(conversation, role="customer", market=None, question="where is my refund " * 200,
                          search_query="refund", answer="within 5 business days " * 200, refused=False,
                          confidence=0.8, doc_ids=["refunds"], latency_ms=1.0, generator="extractive")
         written += 1
-except InteractionLogUnavailable as exc:
+except StateUnavailable as exc:
     error = str(exc)
 print(json.dumps({"written": written, "error": error}))
 """
 
 
+def _state(path: Path) -> StateStore:
+    return StateStore(f"sqlite:///{path}", Settings())
+
+
 def _seeded_log(path: Path) -> dict[str, int]:
-    log = InteractionLog(path)
-    conversation = log.start_conversation("agent")
-    log.log_question(
+    state = _state(path)
+    conversation = state.conversations.start("agent")
+    state.conversations.log_question(
         conversation, role="agent", market="SE", question="q", search_query="q", answer="a", refused=True,
         confidence=0.1, doc_ids=[], latency_ms=1.0, generator="extractive",
     )  # fmt: skip
-    return log.counts()
+    counts = state.analytics.counts()
+    state.dispose()
+    return counts
 
 
 def _integrity(path: Path) -> str:
@@ -454,39 +461,39 @@ def _integrity(path: Path) -> str:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-def test_interaction_log_on_a_full_disk_is_a_clear_error_and_keeps_every_committed_row(tmp_path: Path) -> None:
-    path = tmp_path / "log" / "interactions.sqlite"
+def test_state_store_on_a_full_disk_is_a_clear_error_and_keeps_every_committed_row(tmp_path: Path) -> None:
+    path = tmp_path / "log" / "state.sqlite"
     seeded = _seeded_log(path)
     limit = largest_file(path.parent) + 64 * 1024
     done = run([sys.executable, "-c", LOGGING_CHILD, str(path), "200"], dict(os.environ), file_size_limit(limit))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["error"] == f"the interaction log {path} is unavailable: {os.strerror(errno.EFBIG)}"
+    assert result["error"] == f"the state store {path} is unavailable: {os.strerror(errno.EFBIG)}"
     assert 0 <= result["written"] < 200
 
     assert _integrity(path) == "ok"
-    log = InteractionLog(path)
-    counts = log.counts()
+    state = _state(path)
+    counts = state.analytics.counts()
     assert counts["questions"] == seeded["questions"] + result["written"], "committed rows kept, the failed one not"
     assert counts["conversations"] == seeded["conversations"] + 1
-    conversation = log.start_conversation("agent")  # with room again, it just works
-    assert log.transcript(conversation) == []
+    conversation = state.conversations.start("agent")  # with room again, it just works
+    assert state.conversations.transcript(conversation) == []
 
 
-def test_interaction_log_on_a_read_only_folder_is_a_clear_error_and_unchanged(tmp_path: Path) -> None:
-    path = tmp_path / "log" / "interactions.sqlite"
+def test_state_store_on_a_read_only_folder_is_a_clear_error_and_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "log" / "state.sqlite"
     seeded = _seeded_log(path)
     fault = read_only(path.parent)
     done = fault.run([sys.executable, "-c", LOGGING_CHILD, str(path), "1"], dict(os.environ))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result == {"written": 0, "error": f"the interaction log {path} is unavailable: {fault.reason}"}
+    assert result == {"written": 0, "error": f"the state store {path} is unavailable: {fault.reason}"}
     assert _integrity(path) == "ok"
-    assert InteractionLog(path).counts() == seeded
+    assert _state(path).analytics.counts() == seeded
 
 
-def test_a_damaged_interaction_log_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "interactions.sqlite"
+def test_a_damaged_state_store_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(InteractionLogUnavailable, match=f"{path} is unavailable: file is not a database"):
-        InteractionLog(path)
+    with pytest.raises(StateUnavailable, match=f"{path} is unavailable: file is not a database"):
+        _state(path)

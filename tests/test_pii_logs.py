@@ -19,9 +19,10 @@ import pytest
 
 from assist.service import Assistant, QuestionError, requested_handoff
 from ingest.pipeline import ingest
-from kb.interactions import InteractionLog
 from kb.redact import luhn_valid
 from kb.settings import Settings
+from kb.state.handoffs import Contact
+from kb.state.store import StateStore
 from kb.store import KnowledgeStore
 from tests.support.chat_server import ChatServer
 
@@ -115,8 +116,9 @@ def test_nothing_personal_is_logged_at_info(
         llm.ask(QUESTION, role="customer", market="SE")
         llm.ask(FOLLOW_UP, role="agent", conversation=[{"role": "user", "content": QUESTION}])
 
-    log = InteractionLog(kb / "interactions.sqlite")
-    conversation = log.start_conversation("customer", "SE")
+    state = StateStore(settings.state_database_url, settings)
+    log = state.conversations
+    conversation = log.start("customer", "SE")
     question_id = log.log_question(
         conversation,
         role="customer",
@@ -130,9 +132,11 @@ def test_nothing_personal_is_logged_at_info(
         latency_ms=answers[0].latency_ms,
         generator=answers[0].generator,
     )
-    log.add_feedback(question_id, "not_helpful", f"{SENTENCE}; call {PHONE} or mail {EMAIL}")
-    handoff = requested_handoff(answers[:1], "SE")
-    log.create_handoff(
+    log.rate(question_id, "not_helpful", rater="customer", comment=f"{SENTENCE}; call {PHONE} or mail {EMAIL}")
+    handoff = requested_handoff(answers[:1], "SE", about=0)
+    # The contact a customer leaves for the team is stored as given, and still never logged.
+    contact = Contact("email", EMAIL, consent=True, consent_text="You may e-mail me about this question.")
+    record = state.handoffs.create(
         conversation,
         question=handoff.question,
         summary=handoff.summary,
@@ -140,12 +144,18 @@ def test_nothing_personal_is_logged_at_info(
         reason=handoff.reason,
         market="SE",
         question_id=question_id,
+        contact=contact,
     )
+    assert EMAIL not in repr(record), "a hand-off's repr (tracebacks, debug logs) leaves the contact out"
+    # A sign-in with personal data typed as the name (or the password) leaves no trace in the log either.
+    assert not state.accounts.authenticate(EMAIL, PHONE, client_key=IBAN).ok
 
     formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
     lines = [formatter.format(r) for r in caplog.records if r.levelno >= logging.INFO]
     messages = "\n".join(lines)
-    for expected in ("stored doc_id=", "answered role=customer", "answered role=agent", "hand-off id=", "feedback"):
+    for expected in (
+        "stored doc_id=", "answered role=customer", "answered role=agent", "hand-off id=", "feedback", "sign-in failed",
+    ):  # fmt: skip
         assert expected in messages, f"the capture saw the INFO line {expected!r}: it is not vacuous"
     assert not [(line, _offending(line)) for line in lines if _offending(line)]
 

@@ -57,7 +57,7 @@ def render(services: Services) -> None:
     if asked and question.strip():
         conversation = st.session_state.get("agent_conversation")
         if conversation is None:
-            conversation = services.interactions.start_conversation("agent", chosen_market)
+            conversation = services.conversations.start("agent", chosen_market)
             st.session_state["agent_conversation"] = conversation
         try:
             with st.spinner("Searching the knowledge base…"):
@@ -136,9 +136,11 @@ def _feedback(services: Services, exchange: Exchange) -> None:
             with column:
                 if st.form_submit_button(label, icon=icon, key=f"agent_rate_{rating}_{qid}", width="stretch"):
                     pressed = rating
-    if pressed:
-        services.interactions.add_feedback(qid, pressed, comment)  # type: ignore[arg-type]
-        exchange.ratings.append(pressed)
+    if pressed and qid is not None:
+        # One rating per answer per contact: pressing another button replaces the earlier one.
+        rater = f"agent-contact:{exchange.conversation_id}"
+        services.conversations.rate(qid, pressed, rater=rater, comment=comment)  # type: ignore[arg-type]
+        exchange.ratings = [pressed]
     if exchange.ratings:
         names = {r: label for r, label, _ in RATING_BUTTONS}
-        st.caption("Feedback recorded: " + ", ".join(names[r] for r in exchange.ratings) + ". Thank you.")
+        st.caption("Feedback recorded: " + names[exchange.ratings[-1]] + ". Thank you.")

@@ -1,28 +1,21 @@
-"""Asking the assistant from a page: streaming into a placeholder, then logging what happened.
+"""Asking the assistant from a page: streaming into a placeholder; recording is the service's job.
 
-The assistant decides whether to answer or refuse; this module only carries the question in,
-shows tokens as they arrive, and records the outcome (redacted) in the interaction log.
+The assistant decides whether to answer or refuse, and :class:`assist.conversations.ConversationService`
+records the outcome (redacted); this module only carries the question in and shows tokens as
+they arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import streamlit as st
 
 from assist.access import Filters
-from assist.answer import Answer
+from assist.conversations import Exchange
 from webui.services import Services
 
-
-@dataclass
-class Exchange:
-    """One question and its answer as shown on a page, with the id it was logged under."""
-
-    question_id: int
-    answer: Answer
-    ratings: list[str]
+__all__ = ["Exchange", "ask_and_log"]
 
 
 def ask_and_log(
@@ -40,10 +33,6 @@ def ask_and_log(
 
     Raises :class:`assist.service.QuestionError` for a question that cannot be asked.
     """
-    conversation = []
-    for exchange in history[-4:]:
-        conversation.append({"role": "user", "content": exchange.answer.question})
-        conversation.append({"role": "assistant", "content": exchange.answer.text})
     on_token = None
     if stream_into is not None and services.llm_enabled:
         streamed: list[str] = []
@@ -52,20 +41,12 @@ def ask_and_log(
             streamed.append(token)
             stream_into.markdown("".join(streamed) + " ▌")
 
-    answer = services.assistant.ask(
-        question, role=role, market=market, conversation=conversation, filters=filters, on_token=on_token
-    )
-    question_id = services.interactions.log_question(
-        conversation_id,
+    return services.conversations.ask(
+        question,
         role=role,
         market=market,
-        question=answer.question,
-        search_query=answer.search_query,
-        answer=answer.text,
-        refused=answer.refused,
-        confidence=answer.confidence,
-        doc_ids=[c.doc_id for c in answer.citations],
-        latency_ms=answer.latency_ms,
-        generator=answer.generator,
+        conversation_id=conversation_id,
+        history=history,
+        filters=filters,
+        on_token=on_token,
     )
-    return Exchange(question_id, answer, [])

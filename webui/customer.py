@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from assist.service import QuestionError, requested_handoff
+from assist.service import QuestionError
 from webui.asking import Exchange, ask_and_log
 from webui.common import render_sources_for_customer
 from webui.services import Services
@@ -85,7 +85,7 @@ def _ask(services: Services, state: dict, question: str, market: str | None) -> 
         placeholder = st.empty()
         placeholder.markdown("…")
         if state["conversation"] is None:
-            state["conversation"] = services.interactions.start_conversation("customer", market)
+            state["conversation"] = services.conversations.start("customer", market)
         try:
             exchange = ask_and_log(
                 services,
@@ -107,20 +107,12 @@ def _ask(services: Services, state: dict, question: str, market: str | None) -> 
 def _hand_off(services: Services, state: dict, market: str | None) -> None:
     """Create the hand-off record from the conversation so far and tell the customer what comes next."""
     exchanges: list[Exchange] = state["exchanges"]
-    if state["conversation"] is None:
-        state["conversation"] = services.interactions.start_conversation("customer", market)
-    last = exchanges[-1] if exchanges else None
-    handoff = requested_handoff([e.answer for e in exchanges], market)
-    record = services.interactions.create_handoff(
-        state["conversation"],
-        question=handoff.question,
-        summary=handoff.summary,
-        searched=handoff.searched,
-        reason=handoff.reason,
-        market=market,
-        question_id=last.question_id if last else None,
-    )
+    # "Yes, talk to a person" right after a refusal is about that question; otherwise the button is a
+    # general request, and no answer is recorded as its trigger.
+    about = len(exchanges) - 1 if exchanges and exchanges[-1].answer.refused else None
+    record = services.conversations.hand_off(state["conversation"], exchanges, market=market, about=about)
+    state["conversation"] = record.conversation_id
     state["handoff"] = (
-        f"I've passed your conversation to our support team (reference **H-{record.id}**). "
+        f"I've passed your conversation to our support team (reference **{record.reference}**). "
         f"{services.settings.handoff_next_steps}"
     )

@@ -11,10 +11,12 @@ import streamlit as st
 from ingest.loaders import READERS, SIDECAR_SUFFIX
 from ingest.pipeline import IngestReport, ingest
 from kb.settings import Settings
+from kb.state.audit import ingest_details
 from webui import evaluation
 from webui.services import Services
 
 UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in READERS} | {"yaml"})
+OWNER_ACTOR = "web:owner-workspace"
 
 
 def save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
@@ -53,7 +55,7 @@ def render(services: Services) -> None:
 # -- documents --------------------------------------------------------------------------------
 
 
-def _run_ingest(services: Services, paths: list[Path], prune: bool | None) -> IngestReport:
+def _run_ingest(services: Services, paths: list[Path], prune: bool | None, action: str = "kb.ingest") -> IngestReport:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, name: str) -> None:
@@ -61,6 +63,8 @@ def _run_ingest(services: Services, paths: list[Path], prune: bool | None) -> In
 
     report = ingest(paths, services.store, prune=prune, progress=progress)
     bar.progress(1.0, text="Done")
+    # No staff sign-in on this page yet: the actor is the workspace until there is one.
+    services.state.audit(OWNER_ACTOR, action, ", ".join(str(p) for p in paths)[:500], ingest_details(report))
     st.session_state["owner_ingest_report"] = report
     return report
 
@@ -76,7 +80,7 @@ def _ingest_section(services: Services) -> None:
         files = st.file_uploader("Upload files", type=UPLOAD_TYPES, accept_multiple_files=True, key="owner_upload")
         if st.button("Ingest uploaded files", disabled=not files, key="owner_ingest_upload"):
             saved = save_uploads(services.settings.data_dir / "uploads", [(f.name, f.getvalue()) for f in files or []])
-            _run_ingest(services, saved, prune=False)
+            _run_ingest(services, saved, prune=False, action="kb.upload")
     with folder:
         path = st.text_input("Or a folder on the server", key="owner_folder", placeholder="/srv/policies")
         prune = st.checkbox("Remove documents deleted from this folder", value=True, key="owner_prune")
@@ -226,7 +230,7 @@ def _gaps_section(services: Services) -> None:
     )
     if evaluation.gaps_available():
         if st.button("Refresh the gap report", key="owner_gaps_refresh", icon=":material/refresh:"):
-            logged = services.interactions.counts()["questions"]
+            logged = services.state.analytics.counts()["questions"]
             with st.status(f"Analysing {logged} logged questions and the latest runs…") as status:
                 code = evaluation.refresh_gaps(settings, lambda text: st.text(text[-200:]))
                 status.update(state="complete" if code == 0 else "error")
@@ -283,7 +287,7 @@ def _render_gaps(gaps: dict) -> None:
 
 
 def _unanswered_table(services: Services) -> None:
-    top = services.interactions.top_unanswered(limit=15)
+    top = services.state.analytics.top_unanswered(limit=15)
     if not top:
         st.caption("No unanswered questions logged yet.")
         return
@@ -295,7 +299,7 @@ def _unanswered_table(services: Services) -> None:
 
 
 def _feedback_section(services: Services) -> None:
-    log = services.interactions
+    log = services.state.analytics
     summary = log.feedback_summary()
     days = log.deflection_by_day()
     counts = log.counts()
@@ -334,15 +338,24 @@ def _feedback_section(services: Services) -> None:
         )
     st.markdown("**Top unanswered questions**")
     _unanswered_table(services)
-    handoffs = log.handoffs(limit=50)
+    failed = services.state.outbox.deliveries(status="failed", limit=20)
+    if failed:
+        st.markdown("**Hand-offs the help desk did not receive** (`kbassist handoffs deliver --retry-failed` resends)")
+        rows = [
+            {"ref": f"H-{d.handoff_id}", "event": d.event, "attempts": d.attempts, "last error": d.last_error}
+            for d in failed
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    handoffs = services.state.handoffs.list(limit=50)
     if handoffs:
         st.markdown("**Latest hand-offs**")
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "ref": f"H-{h.id}",
-                        "created": h.created_at,
+                        "ref": h.reference,
+                        "created": h.created_at.isoformat(timespec="seconds"),
+                        "status": h.status,
                         "question": h.question,
                         "reason": h.reason,
                         "market": h.market,

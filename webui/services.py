@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from assist.conversations import ConversationService
 from assist.service import Assistant
-from kb.interactions import InteractionLog
 from kb.settings import Settings, load_settings
+from kb.state.store import StateStore, open_state
 from kb.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class Services:
     settings: Settings
     store: KnowledgeStore
     assistant: Assistant
-    interactions: InteractionLog
+    state: StateStore
+    conversations: ConversationService
 
     @property
     def workspaces(self) -> list[str]:
@@ -41,9 +43,11 @@ class Services:
 
 @st.cache_resource(show_spinner="Loading the knowledge base…")
 def get_services() -> Services:
-    """Settings, store, assistant and interaction log: built on first use, shared afterwards."""
+    """Settings, store, assistant and state store: built on first use, shared afterwards."""
     settings = load_settings()
     store = KnowledgeStore(settings)
-    services = Services(settings, store, Assistant(store, settings), InteractionLog(settings.interactions_path))
+    assistant = Assistant(store, settings)
+    state = open_state(settings)
+    services = Services(settings, store, assistant, state, ConversationService(assistant, state))
     log.info("web app services ready: documents=%d", len(store.documents()))
     return services
