@@ -40,6 +40,7 @@ CoverageFn = Callable[[str], float]
 # absolute), and how many units at most.
 RELATIVE_CUTOFF = 0.3
 ABSOLUTE_CUTOFF = 0.0
+OTHER_DOCUMENT_CUTOFF = 0.6
 MAX_UNITS = 3
 # A list or procedure longer than this is cut to the items around the best match.
 MAX_BLOCK_ITEMS = 12
@@ -214,6 +215,13 @@ class Selector:
                 units and candidate.probability < max(RELATIVE_CUTOFF * ranked[0].probability, ABSOLUTE_CUTOFF)
             ):
                 break
+            # Another document's unit must come close to the best one: a procedure from an
+            # unrelated article after the answer is noise, however many words it shares.
+            other_document = units and passages[candidate.passage].metadata.get("doc_id") != passages[
+                units[0].passage
+            ].metadata.get("doc_id")
+            if other_document and candidate.probability < OTHER_DOCUMENT_CUTOFF * ranked[0].probability:
+                continue
             if (candidate.passage, candidate.segment.position) in taken:
                 continue
             unit = self.unit(candidate, passages, market)

@@ -30,6 +30,7 @@ from assist.chunk_index import ChunkIndex
 from assist.compose import customer_reply
 from assist.extractive import ExtractiveGenerator
 from assist.generation import CoverageFn, Generated, Generator, Plan, TokenCallback
+from assist.markets import MARKET_NAMES
 from assist.models import load_model
 from assist.retrieval import HybridRetriever, Passage, Retrieval, fuse
 from assist.selection import MAX_BLOCK_ITEMS, Selection, Selector, Unit, render
@@ -179,7 +180,8 @@ class Assistant:
         if parts:
             units = self._select_parts(parts, vectors[1:], role, filters, passages, retrieval) or units
         units = self._finish_procedures(units, passages, retrieval, filters.market)
-        answer_coverage = coverage(" ".join(t for u in units for t in u.texts)) if units else 0.0
+        # Under its heading: an answer quoted from "Return window" does answer "what is the return window".
+        answer_coverage = coverage(" ".join(_heading(passages[u.passage]) + " " + " ".join(u.texts) for u in units))
         values = answerability_features(understood, retrieval.passages, selection, answer_coverage)
         decision = self.gate.decide(values, bool(units))
         return Plan(understood, query, passages, units, decision, filters.market, selection), retrieval
@@ -379,7 +381,9 @@ class Assistant:
         """How much of the query's idf mass a text covers, with the role's index statistics."""
         index = index or self.retriever.lexical.for_role(role)
         language = detect_language(query)
-        words = terms(query, language)
+        # A country named in the question ("…in Sweden?") selects the market's documents; it is
+        # not a topic the answer has to repeat, and its high idf would otherwise dominate.
+        words = [w for w in terms(query, language) if w not in _MARKET_TERMS.get(language, frozenset())]
         return lambda text: index.coverage(words, text, language)
 
     def _refuse(
@@ -471,6 +475,17 @@ class Assistant:
             if _ESCALATION_TOPIC.search(where) and passage.coverage >= 0.3:
                 return Citation.from_passage(1, passage)
         return None
+
+
+def _heading(passage: Passage) -> str:
+    return str(passage.metadata.get("section", ""))
+
+
+def _market_terms(language: str) -> frozenset[str]:
+    return frozenset(t for names in MARKET_NAMES.values() for name in names for t in terms(name, language))
+
+
+_MARKET_TERMS = {language: _market_terms(language) for language in ("en", "de", "sv")}
 
 
 def _own_model(settings: Settings, name: str) -> str | None:
