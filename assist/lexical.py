@@ -59,7 +59,7 @@ from typing import Any, overload
 import bm25s
 import numpy as np
 
-from assist.access import Filters, scope_where
+from assist.access import ROLE_AUDIENCES, Filters, scope_where
 from kb.settings import Settings
 from kb.store import KnowledgeStore
 
@@ -641,8 +641,8 @@ def namespace(settings: Settings) -> str:
     Two servers may both have a collection called ``kbassist``; their indexes must not meet.
     """
     if not settings.chroma_url:
-        return settings.collection
-    return f"{settings.collection}-{hashlib.sha256(settings.chroma_url.encode()).hexdigest()[:10]}"
+        return settings.kb_collection
+    return f"{settings.kb_collection}-{hashlib.sha256(settings.chroma_url.encode()).hexdigest()[:10]}"
 
 
 class LexicalIndexes:
@@ -671,6 +671,15 @@ class LexicalIndexes:
             index.revision = revision
             self._cache[role] = (revision, index)
             return index
+
+    def prepare(self, roles: Iterable[str] = tuple(ROLE_AUDIENCES)) -> None:
+        """Build (or map) every role's index for the store's current revision.
+
+        Called by a writer after it changed the store (``kbassist ingest``, a removal), so the
+        first question afterwards maps a finished index instead of building one.
+        """
+        for role in roles:
+            self.for_role(role)
 
     def _open(self, role: str, scope: dict[str, Any] | None, revision: str) -> LexicalIndex:
         if not revision:  # a store never written to: nothing to key a shared index on
@@ -737,7 +746,7 @@ class LexicalIndexes:
                 self.shards,
                 self._chunks(scope),
                 {
-                    "collection": self.store.settings.collection,
+                    "collection": self.store.settings.kb_collection,
                     "revision": revision,
                     "role": role,
                     "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
