@@ -201,8 +201,10 @@ def kb_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", 
         typer.echo(json.dumps([asdict(d) for d in docs], indent=2))
         return
     if not docs:
-        hint = "kbassist ingest PATH" if settings.is_demo else "kbassist ingest PATH (the demo: kbassist ingest --demo)"
-        typer.echo(f"The knowledge base is empty. Add documents with: {hint}")
+        if settings.is_demo:
+            typer.echo("The demo knowledge base is empty. Fill it with: kbassist ingest --demo")
+        else:
+            typer.echo("The knowledge base is empty. Add documents with: kbassist ingest PATH (the demo: kbassist ingest --demo)")
         return
     header = f"{'id':34} {'audience':9} {'market':6} {'lang':4} {'format':8} {'chunks':>6}  {'version':8} {'review_by':10} title"
     typer.echo(header)

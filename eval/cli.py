@@ -66,6 +66,8 @@ def _knowledge_base(settings: Settings, docs: Path | None) -> Iterator[Any]:
             store = KnowledgeStore(isolated)
             typer.echo(f"ingesting {docs} into a temporary knowledge base…", err=True)
             report = ingest([docs], store)
+            for error in report.errors:
+                typer.echo(f"error: {error}", err=True)
             typer.echo(report.summary(), err=True)
             yield store
     except StoreUnavailable as exc:

@@ -11,6 +11,7 @@ import streamlit as st
 from ingest.loaders import READERS, SIDECAR_SUFFIX
 from ingest.pipeline import IngestReport, ingest
 from kb.documents import UnknownDocuments, remove_documents, show_document
+from kb.models import DocumentRecord
 from kb.settings import Settings
 from kb.store import StoreUnavailable
 from webui import evaluation
@@ -143,7 +144,7 @@ def _stats_section(services: Services) -> None:
     _documents_table(services, docs)
 
 
-def _documents_table(services: Services, docs: list) -> None:
+def _documents_table(services: Services, docs: list[DocumentRecord]) -> None:
     """Every document, then one of them in detail: its passages, and a way to remove it."""
     st.markdown(f"**All {len(docs)} documents**")
     st.dataframe(
