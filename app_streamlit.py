@@ -41,6 +41,8 @@ def main() -> None:
     if len(available) > 1:
         with st.sidebar:
             st.radio("Workspace", available, format_func=WORKSPACES.__getitem__, key="workspace")
+    if services.settings.is_demo:
+        st.sidebar.caption("Demo knowledge base (KBASSIST_KB=demo); your own is the default one.")
     workspace = st.session_state["workspace"] if st.session_state["workspace"] in available else available[0]
     if st.query_params.get("workspace") != workspace:
         st.query_params["workspace"] = workspace

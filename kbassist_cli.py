@@ -1,7 +1,13 @@
-"""The ``kbassist`` command: a thin shell over ingest, kb, assist and eval."""
+"""The ``kbassist`` command: a thin shell over ingest, kb, assist and eval.
+
+Start-up matters here (an agent types ``kbassist ask`` and waits), so this module imports only
+typer and the settings at the top; each command imports the packages it uses (chromadb, the
+model, the evaluation harness) when it runs.
+"""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -9,21 +15,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from eval.cli import eval_app, gaps_command
 from kb.bundled import demo_docs_path
-from kb.settings import Settings, load_settings
+from kb.settings import KNOWLEDGE_BASES, Settings, load_settings
 from kb.state.cli import audit_app, handoffs_app, state_app, users_app
+
+if TYPE_CHECKING:
+    from kb.store import KnowledgeStore
 
 app = typer.Typer(
     help="kbassist: answers from your policy and process documents, with citations.",
     no_args_is_help=True,
     add_completion=False,
 )
-kb_app = typer.Typer(help="Inspect what is in the knowledge base.", no_args_is_help=True)
+kb_app = typer.Typer(help="Inspect, and remove, what is in the knowledge base.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
 app.command("gaps")(gaps_command)
@@ -33,9 +42,11 @@ app.add_typer(handoffs_app, name="handoffs")
 app.add_typer(audit_app, name="audit")
 
 
-def _settings() -> Settings:
+def _settings(ctx: typer.Context, **overrides: object) -> Settings:
+    """Settings with the global ``--kb`` choice (kept in the command context) applied."""
+    chosen = dict(ctx.obj) if isinstance(ctx.obj, dict) else {}
     try:
-        return load_settings()
+        return load_settings(**{**chosen, **overrides})
     except ValueError as exc:  # a bad config file or KBASSIST_* value
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
@@ -73,7 +84,7 @@ def _open_state(settings: Settings):
         return open_state(settings)
 
 
-def _open_store(settings: Settings):
+def _open_store(settings: Settings) -> KnowledgeStore:
     from kb.store import KnowledgeStore
 
     with _store_errors():
@@ -82,8 +93,20 @@ def _open_store(settings: Settings):
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens, per document.")] = False,
+    kb: Annotated[
+        str | None,
+        typer.Option(
+            "--kb",
+            help="Which knowledge base every command uses: default (yours) or demo (the bundled demo, "
+            "written by `kbassist ingest --demo`). Same as KBASSIST_KB.",
+        ),
+    ] = None,
 ) -> None:
+    if kb is not None and kb not in KNOWLEDGE_BASES:
+        raise typer.BadParameter(f"{kb!r} is not a knowledge base (use {' or '.join(KNOWLEDGE_BASES)})", param_hint="--kb")
+    ctx.obj = {"kb": kb} if kb else {}
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -91,10 +114,38 @@ def _main(
     )
 
 
+def _prepare_indexes(store: KnowledgeStore) -> None:
+    """Build the role indexes for the store's new revision now, so the next question does not wait.
+
+    A shell may call both services: ingest (which must not know about answering) writes the
+    documents, then the assist side's indexes are built once, here, under their shared lock.
+    """
+    from assist.role_indexes import ChunkIndexes
+
+    with _store_errors():
+        ChunkIndexes(store).prepare()
+
+
+def _demo_leftovers(settings: Settings) -> list[str]:
+    """Demo documents left in the default knowledge base by an `ingest --demo` from before the demo had its own."""
+    from kb.documents import documents_under
+
+    if settings.is_demo:
+        return []
+    with _store_errors():
+        return documents_under(_open_store(settings), demo_docs_path())
+
+
 @app.command()
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (md, txt, html, pdf, docx).")] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Ingest the bundled demo knowledge base.")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Ingest the bundled demo into its own knowledge base (use it with --kb demo or KBASSIST_KB=demo)."
+        ),
+    ] = False,
     prune: Annotated[
         bool | None,
         typer.Option(
@@ -103,16 +154,29 @@ def ingest(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Add or update documents in the knowledge base. Unchanged files are skipped."""
+    """Add or update documents in the knowledge base. Unchanged files are skipped.
+
+    Text files that are not UTF-8 are read in the encoding detected (and the report names it);
+    a second path to a file already ingested in the run (a symlink) is skipped; files of other
+    types inside a folder are listed, not ingested.
+    """
     from tqdm import tqdm
 
     from ingest.pipeline import ingest as run_ingest
 
-    targets = list(paths or []) + ([demo_docs_path()] if demo else [])
+    if demo and paths:
+        typer.secho(
+            "error: --demo ingests the bundled demo into its own knowledge base; ingest your own files without it "
+            "(or with --kb demo to add them to the demo)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    targets = [demo_docs_path()] if demo else list(paths or [])
     if not targets:
         typer.secho("error: give at least one file or folder, or --demo", fg="red", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = _settings(ctx, kb="demo") if demo else _settings(ctx)
     store = _open_store(settings)
     bar = tqdm(total=0, unit="file", desc="ingest", disable=None, file=sys.stderr)
 
@@ -126,13 +190,28 @@ def ingest(
             report = run_ingest(targets, store, prune=prune, progress=progress)
     finally:
         bar.close()
+    if report.changed:
+        _prepare_indexes(store)
     for error in report.errors:
         typer.secho(f"error: {error}", fg="red", err=True)
     _audit_ingest(settings, targets, report)
     if as_json:
-        typer.echo(json.dumps({**asdict(report), "errors": [str(e) for e in report.errors]}, indent=2, default=str))
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         typer.echo(report.summary())
+    if demo and not as_json:
+        typer.echo(
+            "The demo is a knowledge base of its own: `kbassist --kb demo ask \"...\"`, or KBASSIST_KB=demo for the "
+            "app and every command.",
+            err=True,
+        )
+        leftovers = _demo_leftovers(_settings(ctx, kb="default"))
+        if leftovers:
+            typer.echo(
+                f"note: your default knowledge base still holds {len(leftovers)} demo documents from an earlier "
+                f"`ingest --demo`; `kbassist kb remove --under {demo_docs_path()}` takes them out.",
+                err=True,
+            )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -150,15 +229,19 @@ def _audit_ingest(settings: Settings, targets: list[Path], report: object) -> No
 
 
 @kb_app.command("list")
-def kb_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def kb_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the documents in the knowledge base."""
+    settings = _settings(ctx)
     with _store_errors():
-        docs = _open_store(_settings()).documents()
+        docs = _open_store(settings).documents()
     if as_json:
         typer.echo(json.dumps([asdict(d) for d in docs], indent=2))
         return
     if not docs:
-        typer.echo("The knowledge base is empty. Add documents with: kbassist ingest PATH")
+        if settings.is_demo:
+            typer.echo("The demo knowledge base is empty. Fill it with: kbassist ingest --demo")
+        else:
+            typer.echo("The knowledge base is empty. Add documents with: kbassist ingest PATH (the demo: kbassist ingest --demo)")
         return
     header = f"{'id':34} {'audience':9} {'market':6} {'lang':4} {'format':8} {'chunks':>6}  {'version':8} {'review_by':10} title"
     typer.echo(header)
@@ -169,11 +252,112 @@ def kb_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
         )
 
 
+@kb_app.command("show")
+def kb_show(
+    ctx: typer.Context,
+    doc_id: Annotated[str, typer.Argument(help="The document id (see `kbassist kb list`).")],
+    text: Annotated[bool, typer.Option("--text", help="Print every passage in full.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (passages in full).")] = False,
+) -> None:
+    """A document's metadata, source file and stored passages, with their sections and token counts."""
+    from kb.documents import UnknownDocuments, show_document
+
+    try:
+        with _store_errors():
+            view = show_document(_open_store(_settings(ctx)), doc_id, actor="cli")
+    except UnknownDocuments as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(view.to_dict(), indent=2, ensure_ascii=False))
+        return
+    r = view.record
+    fields = {
+        "title": r.title,
+        "source": r.path,
+        "format": r.format,
+        "audience": r.audience,
+        "market": r.market,
+        "language": r.language,
+        "product": r.product,
+        "owner": r.owner,
+        "version": r.version,
+        "review_by": r.review_by,
+        "ingested": r.ingested_at,
+    }
+    typer.echo(f"{r.doc_id}")
+    for name, value in fields.items():
+        typer.echo(f"  {name + ':':10} {value or '-'}")
+    total = sum(c.tokens for c in view.chunks)
+    typer.echo(f"\n{len(view.chunks)} passages, {total} tokens")
+    for c in view.chunks:
+        typer.echo(f"  [{c.position}] {c.tokens:>4} tokens  {c.section}")
+        body = c.text.split("\n\n", 1)[-1]
+        if text:
+            typer.echo("\n".join("        " + line for line in body.splitlines()))
+        else:
+            preview = " ".join(body.split())
+            typer.echo(f"        {preview[:100]}{'…' if len(preview) > 100 else ''}")
+
+
+@kb_app.command("remove")
+def kb_remove(
+    ctx: typer.Context,
+    doc_ids: Annotated[list[str] | None, typer.Argument(help="Document ids (see `kbassist kb list`).")] = None,
+    under: Annotated[
+        Path | None, typer.Option("--under", help="Also every document whose source file is inside this folder.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking.")] = False,
+) -> None:
+    """Remove documents: their passages, their registry record, and what every role can retrieve of them.
+
+    Every id is checked first; an unknown one is an error and nothing is removed. A file still in
+    a folder you ingest comes back on the next ingest of that folder: delete or move the file too.
+    """
+    from kb.documents import UnknownDocuments, documents_under, find_documents, remove_documents
+
+    settings = _settings(ctx)
+    store = _open_store(settings)
+    wanted = list(doc_ids or [])
+    try:
+        with _store_errors():
+            if under is not None:
+                wanted += documents_under(store, under)
+            if not wanted:
+                typer.secho("error: give document ids, or --under FOLDER with documents in it", fg="red", err=True)
+                raise typer.Exit(2)
+            records = find_documents(store, wanted)
+    except UnknownDocuments as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    chunks = sum(r.chunk_count for r in records)
+    typer.echo(f"{len(records)} document(s), {chunks} passages, from the {settings.kb} knowledge base:")
+    for r in records:
+        typer.echo(f"  {r.doc_id}  ({r.title}, {r.chunk_count} passages, {r.path})")
+    if not yes and not typer.confirm("Remove them?", default=False):
+        typer.echo("Nothing removed.")
+        raise typer.Exit(1)
+    with _store_errors("Documents removed before this are gone; run the same command again to finish."):
+        removed = remove_documents(store, [r.doc_id for r in records], actor="cli")
+    from kb.state.audit import cli_actor, record_kb_change
+
+    with _state_errors():
+        record_kb_change(
+            settings,
+            actor=cli_actor(),
+            action="kb.remove",
+            target=", ".join(r.doc_id for r in removed)[:500],
+            details={"doc_ids": [r.doc_id for r in removed], "chunks": sum(r.chunks for r in removed)},
+        )
+    _prepare_indexes(store)
+    typer.echo(f"removed {len(removed)} document(s), {sum(r.chunks for r in removed)} passages")
+
+
 @kb_app.command("stats")
-def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def kb_stats(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts by audience, market, language and format, and documents past their review date."""
     with _store_errors():
-        stats = _open_store(_settings()).stats()
+        stats = _open_store(_settings(ctx)).stats()
     if as_json:
         typer.echo(json.dumps(asdict(stats), indent=2))
         return
@@ -186,12 +370,14 @@ def kb_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
 @app.command()
 def ask(
+    ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     role: Annotated[
         str, typer.Option(help="Who is asking: customer, agent or internal. Decides what can be read.")
     ] = "agent",
     market: Annotated[
-        str | None, typer.Option(help="Market code, e.g. SE or DE. Documents for ALL markets always count.")
+        str | None,
+        typer.Option(help="Market code, e.g. SE or DE (one the knowledge base has documents for). Documents for ALL markets always count."),
     ] = None,
     product: Annotated[str | None, typer.Option(help="Only documents about this product.")] = None,
     language: Annotated[str | None, typer.Option(help="Only documents in this language (en, de, sv...).")] = None,
@@ -214,8 +400,20 @@ def ask(
     from assist.conversations import ConversationService
     from assist.service import Assistant, QuestionError
 
-    settings = _settings()
-    assistant = Assistant(_open_store(settings), settings)
+    settings = _settings(ctx)
+    store = _open_store(settings)
+    if market and market.upper() != "ALL":
+        with _store_errors():
+            known = None if store.has_market(market) else sorted(store.markets() - {"ALL"})
+        if known is not None:
+            listed = ", ".join(known) if known else "none (every document is for ALL markets)"
+            typer.secho(
+                f"error: the knowledge base has no document for market {market.upper()!r}; markets it knows: {listed}",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+    assistant = Assistant(store, settings)
     state = _open_state(settings) if record else None
     service = ConversationService(assistant, state, deliver="inline")
     try:
@@ -254,7 +452,13 @@ def ask(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The command is done and the process is about to end: spare it the interpreter's final
+        # garbage collections over everything chromadb, pydantic and numpy left on the heap (half
+        # a second and more of a short `kbassist ask`). Nothing here relies on a cycle's finaliser.
+        gc.freeze()
 
 
 if __name__ == "__main__":

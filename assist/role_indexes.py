@@ -26,12 +26,12 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from assist.access import scope_where
+from assist.access import ROLE_AUDIENCES, scope_where
 from assist.chunk_index import FORMAT, ChunkIndex, IndexUnusable, write_index
 from kb.settings import Settings
 from kb.store import KnowledgeStore
@@ -77,8 +77,8 @@ def namespace(settings: Settings) -> str:
     Two servers may both have a collection called ``kbassist``; their indexes must not meet.
     """
     if not settings.chroma_url:
-        return settings.collection
-    return f"{settings.collection}-{hashlib.sha256(settings.chroma_url.encode()).hexdigest()[:10]}"
+        return settings.kb_collection
+    return f"{settings.kb_collection}-{hashlib.sha256(settings.chroma_url.encode()).hexdigest()[:10]}"
 
 
 class ChunkIndexes:
@@ -107,6 +107,15 @@ class ChunkIndexes:
             index.revision = revision
             self._cache[role] = (revision, index)
             return index
+
+    def prepare(self, roles: Iterable[str] = tuple(ROLE_AUDIENCES)) -> None:
+        """Build (or map) every role's index for the store's current revision.
+
+        Called by a writer after it changed the store (``kbassist ingest``, a removal), so the
+        first question afterwards maps a finished index instead of building one.
+        """
+        for role in roles:
+            self.for_role(role)
 
     def _open(self, role: str, scope: dict[str, Any] | None, revision: str) -> ChunkIndex:
         if not revision:  # a store never written to: nothing to key a shared index on
@@ -173,7 +182,7 @@ class ChunkIndexes:
                 self.shards,
                 self._chunks(scope),
                 {
-                    "collection": self.store.settings.collection,
+                    "collection": self.store.settings.kb_collection,
                     "revision": revision,
                     "role": role,
                     "built_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -34,7 +34,7 @@ def measure(name: str, folder: Path, work: Path) -> dict[str, object]:
     settings = Settings(data_dir=work / name)
     store = KnowledgeStore(settings)
     spec = ChunkSpec(settings.chunk_max_tokens, settings.chunk_overlap_tokens)
-    sources, _, _ = discover([folder])
+    sources = discover([folder]).sources
     texts: list[str] = []
     for source in sources:
         doc = load_document(source.path, source.root, 10**9)

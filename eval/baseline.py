@@ -55,7 +55,7 @@ class LangChainBaseline:
             def embed_query(self, text: str) -> list[float]:
                 return embedder.embed([text])[0].tolist()
 
-        sources, _, _ = discover([docs])
+        sources = discover([docs]).sources
         documents = []
         for source in sources:
             try:

@@ -13,14 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
+from eval.bundled import dataset_names
 from kb.settings import Settings, load_settings
 
 eval_app = typer.Typer(help="Measure answer quality on a question set; compare runs.", no_args_is_help=True)
 
 
-def _settings() -> Settings:
+def _settings(ctx: typer.Context | None = None) -> Settings:
+    """Settings, with the knowledge base chosen by ``kbassist --kb`` (kept in the command context)."""
+    chosen = dict(ctx.obj) if ctx is not None and isinstance(ctx.obj, dict) else {}
     try:
-        return load_settings()
+        return load_settings(**chosen)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
@@ -31,9 +34,10 @@ PROGRESS_STEPS = 20  # plain progress lines per system when stderr is not a term
 
 
 def default_run_dir(settings: Settings, dataset: str) -> Path:
-    """Where a run goes without --out: under DATA_DIR/eval-runs, the folder `gaps` and the app read."""
+    """Where a run goes without --out: under DATA_DIR/eval-runs (the demo's: DATA_DIR/demo/eval-runs),
+    the folder `gaps` and the app read."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return settings.data_dir / "eval-runs" / f"{stamp}-{Path(dataset).stem}"
+    return settings.eval_runs_path / f"{stamp}-{Path(dataset).stem}"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -56,10 +60,14 @@ def _knowledge_base(settings: Settings, docs: Path | None) -> Iterator[Any]:
             yield KnowledgeStore(settings)
             return
         with tempfile.TemporaryDirectory(prefix="kbassist-eval-") as tmp:
-            isolated = settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None, "collection": "eval"})
+            isolated = settings.model_copy(
+                update={"data_dir": Path(tmp), "chroma_url": None, "collection": "eval", "kb": "default"}
+            )
             store = KnowledgeStore(isolated)
             typer.echo(f"ingesting {docs} into a temporary knowledge base…", err=True)
             report = ingest([docs], store)
+            for error in report.errors:
+                typer.echo(f"error: {error}", err=True)
             typer.echo(report.summary(), err=True)
             yield store
     except StoreUnavailable as exc:
@@ -80,7 +88,13 @@ def _print_headline(results: dict[str, Any]) -> None:
 
 @eval_app.command("run")
 def run(
-    dataset: Annotated[str, typer.Option(help="demo, policyqa, policyqa-unfiltered, a PolicyQA-format folder, or a .jsonl question set.")] = "demo",
+    ctx: typer.Context,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help=f"A bundled question set ({', '.join(dataset_names())}), a PolicyQA-format folder, or a .jsonl file."
+        ),
+    ] = "demo",
     out: Annotated[
         Path | None,
         typer.Option(
@@ -135,7 +149,7 @@ def run(
         data = load_dataset(dataset).sample(sample or None)
     except (DatasetError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    settings = _settings()
+    settings = _settings(ctx)
     if out is None:
         out = default_run_dir(settings, data.name)
     source = None if current_kb else (docs or data.docs)
@@ -185,7 +199,16 @@ def run(
 def compare_runs(
     run_a: Annotated[Path, typer.Argument(help="The reference run (directory or results.json).")],
     run_b: Annotated[Path, typer.Argument(help="The run to judge against it.")],
-    system: Annotated[str, typer.Option(help="Which system's numbers to compare.")] = "kbassist",
+    system: Annotated[
+        str | None,
+        typer.Option(help="Compare only this system (default: every system both runs have, e.g. kbassist)."),
+    ] = None,
+    latency: Annotated[
+        bool,
+        typer.Option(
+            "--latency", help="Judge latency too (by default it is shown but never a regression: it varies with load)."
+        ),
+    ] = False,
     fail_on_regression: Annotated[
         bool, typer.Option("--fail-on-regression", help="Exit 1 when any metric regressed beyond run A's 95% CI.")
     ] = False,
@@ -194,32 +217,90 @@ def compare_runs(
     """Metric by metric: A, B, the change, and whether B fell outside A's 95% confidence interval.
 
     A change inside A's interval is resampling noise and is not flagged. "Worse" follows each
-    metric's direction: a drop for hit@5 or F1, a rise for false_deflection and latency.
+    metric's direction: a drop for hit@5 or F1, a rise for false_deflection (and latency, with
+    --latency). Set-up differences between the runs (threshold, settings, versions) are listed
+    first; systems only one run has (a run made with --no-baseline) are named and left out.
     """
     from dataclasses import asdict
 
-    from eval.compare import compare, load_results
+    from eval.compare import compare, differences, load_results, systems_to_compare
 
     try:
-        deltas = compare(load_results(run_a), load_results(run_b), system)
+        a, b = load_results(run_a), load_results(run_b)
+        common, only_a, only_b = systems_to_compare(a, b)
+        systems = [system] if system else common
+        deltas = {name: compare(a, b, name, latency=latency) for name in systems}
     except (OSError, ValueError, KeyError) as exc:
         raise _fail(f"cannot compare: {exc}") from exc
+    if not systems:
+        raise _fail(f"cannot compare: the runs have no system in common (A: {only_a}, B: {only_b})")
+    diffs = differences(a, b)
+    left_out = {"only_in_a": only_a, "only_in_b": only_b} if not system else {}
+    regressions = {n: [d.metric for d in ds if d.regression] for n, ds in deltas.items()}
+    regressions = {n: r for n, r in regressions.items() if r}
     if as_json:
-        typer.echo(json.dumps([asdict(d) | {"delta": d.delta} for d in deltas], indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "a": str(run_a),
+                    "b": str(run_b),
+                    "differences": [asdict(d) for d in diffs],
+                    "systems": {n: [asdict(d) | {"delta": d.delta} for d in ds] for n, ds in deltas.items()},
+                    "not_compared": left_out,
+                    "latency_judged": latency,
+                    "regressions": regressions,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
-        typer.echo(f"{'metric':22}{'A':>10}{'B':>10}{'change':>10}  A's 95% CI")
-        for d in deltas:
-            a = "—" if d.a is None else f"{d.a:.3f}"
-            b = "—" if d.b is None else f"{d.b:.3f}"
+        _print_comparison(a, b, diffs, deltas, left_out, latency)
+    if regressions:
+        listed = "; ".join(f"{n}: {', '.join(r)}" for n, r in regressions.items())
+        count = sum(len(r) for r in regressions.values())
+        typer.secho(f"{count} regression(s) beyond the CI: {listed}", fg="red", err=True)
+        if fail_on_regression:
+            raise typer.Exit(1)
+
+
+def _print_comparison(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    diffs: list[Any],
+    deltas: dict[str, list[Any]],
+    left_out: dict[str, list[str]],
+    latency: bool,
+) -> None:
+    for name, results in (("A", a), ("B", b)):
+        run = results.get("run", {})
+        load = run.get("load_average")
+        typer.echo(
+            f"{name}: {results.get('dataset', '?')}, {run.get('date', '?')}, {run.get('questions', '?')} questions, "
+            f"threshold {results.get('threshold', '?')}" + (f", load average {load[0]}" if load else "")
+        )
+    if diffs:
+        typer.echo("The runs differ in:")
+        for d in diffs:
+            typer.echo(f"  {d.name}: {d.a} (A) → {d.b} (B)")
+    else:
+        typer.echo("Same question set, threshold and settings.")
+    for name, missing in (("A", left_out.get("only_in_b")), ("B", left_out.get("only_in_a"))):
+        if missing:
+            typer.echo(f"Not compared: {', '.join(missing)} (run {name} has no results for it, e.g. --no-baseline).")
+    for system, ds in deltas.items():
+        typer.echo(f"\n{system}\n{'metric':22}{'A':>10}{'B':>10}{'change':>10}  A's 95% CI")
+        for d in ds:
+            va = "—" if d.a is None else f"{d.a:.3f}"
+            vb = "—" if d.b is None else f"{d.b:.3f}"
             change = "—" if d.delta is None else f"{d.delta:+.3f}"
             ci = f"[{d.ci_a[0]:.3f}, {d.ci_a[1]:.3f}]" if d.ci_a else ""
             flag = "  REGRESSION" if d.regression else ("  improved" if d.improvement else "")
-            typer.echo(f"{d.metric:22}{a:>10}{b:>10}{change:>10}  {ci}{flag}")
-    regressions = [d.metric for d in deltas if d.regression]
-    if regressions:
-        typer.secho(f"{len(regressions)} regression(s) beyond the CI: {', '.join(regressions)}", fg="red", err=True)
-        if fail_on_regression:
-            raise typer.Exit(1)
+            if not d.judged:
+                flag = "  (not judged)"
+            typer.echo(f"{d.metric:22}{va:>10}{vb:>10}{change:>10}  {ci}{flag}")
+    if not latency and any(not d.judged for ds in deltas.values() for d in ds):
+        typer.echo("\nLatency varies with the machine's load and is not judged; --latency judges it too.")
 
 
 @eval_app.command("calibrate")
@@ -336,6 +417,7 @@ def _recorded_questions_store(settings: Settings) -> Any:
 
 
 def gaps_command(
+    ctx: typer.Context,
     runs: Annotated[
         list[Path] | None,
         typer.Option(
@@ -388,8 +470,8 @@ def gaps_command(
         render_markdown,
     )
 
-    settings = _settings()
-    root = settings.data_dir / "eval-runs"
+    settings = _settings(ctx)
+    root = settings.eval_runs_path
     chosen_runs = list(runs) if runs else (_latest_runs(root) if root.is_dir() else [])
     logged = list(questions or [])
     for path in [*chosen_runs, *logged]:

@@ -25,17 +25,14 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from eval.bundled import DEMO_SETS, bundled_path, dataset_names
 from ingest.loaders import slugify
 
 POLICYQA_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval" / "policyqa-dev"
 ROLES = ("customer", "agent", "internal")
-# Bundled sets written against the demo knowledge base: loaded by name, they bring its documents,
-# so ``kbassist eval run --dataset adversarial`` measures the same store the questions target.
-DEMO_SETS = ("demo", "realistic", "adversarial")
 
 
 class DatasetError(ValueError):
@@ -152,10 +149,6 @@ def read_jsonl(path: Path) -> list[EvalQuestion]:
     return out
 
 
-def bundled_path(name: str) -> Path:
-    return Path(str(resources.files("eval") / "datasets" / f"{name}.jsonl"))
-
-
 def load_demo(name: str = "demo") -> Dataset:
     """A question set of the demo knowledge base (``demo`` or ``adversarial``), with the demo documents."""
     from kb.bundled import demo_docs_path
@@ -212,5 +205,5 @@ def load_dataset(name_or_path: str, policyqa_dir: Path = POLICYQA_DIR) -> Datase
     if bundled.is_file():
         return Dataset(name_or_path, read_jsonl(bundled), None)
     raise DatasetError(
-        f"unknown dataset {name_or_path!r} (use demo, adversarial, policyqa, policyqa-unfiltered, or a path to a .jsonl file)"
+        f"unknown dataset {name_or_path!r} (use {', '.join(dataset_names())}, or a path to a .jsonl file)"
     )

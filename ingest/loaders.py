@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Callable
@@ -40,24 +41,79 @@ class LoadedDocument:
     text: str
     metadata: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+    encoding: str = ""  # how a text format was decoded ("utf-8", "cp1252"...); empty for PDF and DOCX
+    audience_defaulted: bool = False  # no audience given anywhere: made internal
+
+
+# Letters NFKD does not take apart into a base letter and marks: written out, as in a URL.
+_TRANSLITERATE = str.maketrans(
+    {"ß": "ss", "æ": "ae", "ø": "o", "œ": "oe", "đ": "d", "ð": "d", "þ": "th", "ł": "l", "ı": "i", "ŧ": "t"}
+)
 
 
 def slugify(value: str) -> str:
+    """Lower-case ASCII words joined by ``-``: "Übersicht Zahlungsmethoden" → "ubersicht-zahlungsmethoden".
+
+    Accented letters lose their accents (ü → u, å → a) and a few letters are written out
+    (ß → ss, æ → ae, ø → o), so names that differ only in such letters stay apart ("Ärger" is
+    "arger", not "rger"). ASCII input gives exactly what it always gave, so existing ids of
+    ASCII-named files never change.
+    """
+    folded = unicodedata.normalize("NFKD", value.lower().translate(_TRANSLITERATE))
+    ascii_only = "".join(ch for ch in folded if ch.isascii())
+    return _SLUG.sub("-", ascii_only).strip("-")
+
+
+def legacy_slugify(value: str) -> str:
+    """The slug of releases before transliteration, which dropped every non-ASCII letter.
+
+    Kept to recognise ids made that way in an existing knowledge base (see ``legacy_doc_id_for``).
+    """
     return _SLUG.sub("-", value.lower()).strip("-")
 
 
 def doc_id_for(path: Path, root: Path) -> str:
-    """Stable document id: the path below the source root, without suffix, slugified per part."""
+    """Stable document id: the path below the source root, without suffix, slugified per part.
+
+    A name with no letter that has an ASCII form (Cyrillic, CJK) gets a short hash of its name,
+    so two such files do not share one id.
+    """
+    return _doc_id(path, root, slugify) or "document-" + hashlib.sha256(path.stem.encode()).hexdigest()[:8]
+
+
+def legacy_doc_id_for(path: Path, root: Path) -> str:
+    """The id :func:`doc_id_for` gave before transliteration (dropped letters, "document" when empty)."""
+    return _doc_id(path, root, legacy_slugify) or "document"
+
+
+def _doc_id(path: Path, root: Path, slug: Callable[[str], str]) -> str:
     rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-    parts = [slugify(p) for p in rel.with_suffix("").parts]
-    return "/".join(p for p in parts if p) or slugify(path.stem) or "document"
+    parts = [slug(p) for p in rel.with_suffix("").parts]
+    return "/".join(p for p in parts if p) or slug(path.stem)
 
 
 # -- decoding ---------------------------------------------------------------------------------
 
+# Encodings detection never picks for a text file: those without a byte order mark are read as
+# binary above (NUL bytes), and EBCDIC code pages fit almost any byte string.
+_NOT_TEXT_FILE_ENCODINGS = [
+    "utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7",
+    "cp037", "cp273", "cp424", "cp500", "cp875", "cp1006", "cp1026", "cp1140",
+]  # fmt: skip
+# Preferred, in this order, when detection finds them plausible or when they give the same text:
+# Windows Western European, what Nordic and German files that are not UTF-8 are almost always in.
+_WESTERN = ("cp1252", "iso8859_15", "latin_1")
+# A valid UTF-8 sequence of two or more bytes: in a file that is not valid UTF-8 as a whole, a
+# sign of a file where UTF-8 and another encoding were mixed (no single encoding reads it).
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
-def _decode(data: bytes) -> str:
-    """The file's text with Unix line ends and no leading byte order mark.
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """The file's text, with Unix line ends and no leading byte order mark, and the encoding read.
+
+    UTF-8 (with or without BOM) and UTF-16 with a BOM are read as such. Anything else is given
+    to charset-normalizer, preferring the Windows Western European code page when it fits, and
+    named (``cp1252``, ``cp1250``...) so the report can say how the file was read.
 
     Front matter is recognised by its ``---`` lines at the very start, so a file saved with
     Windows line ends, or with its BOM doubled by a second conversion, must not hide it: the
@@ -65,19 +121,47 @@ def _decode(data: bytes) -> str:
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            text = data.decode("utf-16")
+            text, encoding = data.decode("utf-16"), "utf-16"
         except UnicodeDecodeError as exc:
             raise LoadError(f"invalid UTF-16 text: {exc.reason} at byte {exc.start}") from exc
     elif b"\x00" in data[:8192]:
         raise LoadError("binary content, not text (NUL bytes)")
     else:
         try:
-            text = data.decode("utf-8-sig")
+            text, encoding = data.decode("utf-8-sig"), "utf-8"
         except UnicodeDecodeError as exc:
-            raise LoadError(
-                f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); re-save the file as UTF-8"
-            ) from exc
-    return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+            text, encoding = _detect_encoding(data, exc)
+    return text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff"), encoding
+
+
+def _detect_encoding(data: bytes, failure: UnicodeDecodeError) -> tuple[str, str]:
+    from charset_normalizer import from_bytes
+
+    where = f"byte 0x{data[failure.start]:02x} at offset {failure.start}"
+    if _UTF8_MULTIBYTE.search(data):
+        raise LoadError(
+            f"not valid UTF-8 ({where}) although parts of it are: the file mixes UTF-8 with another "
+            "encoding; re-save it as UTF-8"
+        )
+    matches = from_bytes(data, cp_exclusion=_NOT_TEXT_FILE_ENCODINGS)
+    chosen = next(
+        (m for enc in _WESTERN for m in matches if m.encoding == enc or enc in m.could_be_from_charset), None
+    ) or matches.best()
+    if chosen is None:
+        raise LoadError(f"not valid UTF-8 ({where}) and no other text encoding reads it; re-save the file as UTF-8")
+    text = str(chosen)
+    # Code pages that read these bytes as the same text are all right; name the likeliest.
+    for name in _WESTERN:
+        try:
+            if data.decode(name) == text:
+                return text, name
+        except UnicodeDecodeError:
+            continue
+    return text, chosen.encoding
+
+
+def _decode(data: bytes) -> str:
+    return decode_text(data)[0]
 
 
 def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -350,6 +434,9 @@ READERS: dict[str, tuple[str, Callable[[bytes], tuple[str, dict[str, Any]]]]] = 
 }
 
 
+TEXT_FORMATS = frozenset({"markdown", "text", "html"})
+
+
 def is_supported(path: Path) -> bool:
     return path.suffix.lower() in READERS and not path.name.endswith(SIDECAR_SUFFIX)
 
@@ -398,17 +485,31 @@ def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
     fmt, reader = READERS[suffix]
-    body, meta = reader(data)
+    encoding = ""
+    if fmt in TEXT_FORMATS:
+        # Decoded once here, to learn the encoding; the reader then gets plain UTF-8.
+        decoded, encoding = decode_text(data)
+        body, meta = reader(decoded.encode("utf-8"))
+    else:
+        body, meta = reader(data)
     if sidecar_bytes:
         meta.update(_parse_yaml(_decode(sidecar_bytes), f"sidecar {sidecar.name}"))
     text = clean_text(body)
     if not text:
         raise LoadError("no extractable text" + (" (scanned PDF without a text layer?)" if fmt == "pdf" else ""))
+    audience_defaulted = meta.get("audience") is None
     metadata = _normalise_metadata(meta, text, path)
     # An id made only of punctuation slugifies to nothing; the path still names the document.
     doc_id = slugify(metadata.pop("id", "")) or doc_id_for(path, root)
     return LoadedDocument(
-        doc_id=doc_id, path=path, format=fmt, text=text, metadata=metadata, sha256=_digest(data, sidecar_bytes)
+        doc_id=doc_id,
+        path=path,
+        format=fmt,
+        text=text,
+        metadata=metadata,
+        sha256=_digest(data, sidecar_bytes),
+        encoding=encoding,
+        audience_defaulted=audience_defaulted,
     )
 
 

@@ -13,15 +13,27 @@ written before stay as they were, and running the same ingest again finishes the
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from ingest.capture import fold, library_messages
 from ingest.chunker import CHUNKER_VERSION, ChunkSpec, chunk_text
 from ingest.errors import LoadError
-from ingest.loaders import LoadedDocument, file_digest, is_supported, load_document
+from ingest.loaders import (
+    SIDECAR_SUFFIX,
+    LoadedDocument,
+    doc_id_for,
+    file_digest,
+    is_supported,
+    legacy_doc_id_for,
+    load_document,
+)
 from kb.embedding import EMBEDDING_ID
 from kb.models import Chunk, DocumentRecord
 from kb.segments import SEGMENTER_VERSION, chunk_segments, embedding_text, segment_id
@@ -36,7 +48,15 @@ class FileError:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        return f"{self.path}: {' '.join(self.reason.split())}"  # always one line
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A path that leads to a file already ingested in the same run (a symlink, a folder given twice)."""
+
+    path: Path
+    same_as: Path
 
 
 @dataclass
@@ -47,7 +67,13 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # (old id, new id): same file, new id, e.g. an id made before names were transliterated.
+    renamed: list[tuple[str, str]] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    unsupported: list[Path] = field(default_factory=list)  # files in a given folder of a type not read
+    no_audience: list[str] = field(default_factory=list)  # documents made internal for want of an audience
+    encodings: dict[str, str] = field(default_factory=dict)  # file -> encoding, for text not in UTF-8
     chunks_written: int = 0
     seconds: float = 0.0
 
@@ -55,12 +81,70 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def summary(self) -> str:
-        return (
-            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+    @property
+    def changed(self) -> bool:
+        """Whether the run wrote to the knowledge base (so indexes built from it are out of date)."""
+        return bool(self.added or self.updated or self.deleted or self.renamed)
+
+    def summary_lines(self) -> list[str]:
+        """The outcome counts, then one line per thing worth knowing (each only when it happened)."""
+        renamed = f"{len(self.renamed)} renamed, " if self.renamed else ""
+        lines = [
+            f"{len(self.added)} added, {len(self.updated)} updated, {renamed}{len(self.unchanged)} unchanged, "
             f"{len(self.deleted)} deleted, {len(self.errors)} failed; "
             f"{self.chunks_written} chunks written in {self.seconds:.1f}s"
-        )
+        ]
+        if self.renamed:
+            pairs = ", ".join(f"{old} → {new}" for old, new in self.renamed)
+            lines.append(f"{_count(self.renamed, 'document')} got a new id (old id removed): {pairs}")
+        if self.no_audience:
+            were = "was" if len(self.no_audience) == 1 else "were"
+            lines.append(
+                f"{_count(self.no_audience, 'document')} had no audience and {were} made internal: "
+                f"{_names(self.no_audience)}"
+            )
+        if self.encodings:
+            read = ", ".join(f"{Path(f).name} ({enc})" for f, enc in self.encodings.items())
+            lines.append(f"{_count(self.encodings, 'file')} not in UTF-8, read in the encoding detected: {read}")
+        if self.duplicates:
+            same = ", ".join(f"{d.path.name} (same file as {d.same_as.name})" for d in self.duplicates)
+            lines.append(f"{_count(self.duplicates, 'path')} to a file already ingested in this run skipped: {same}")
+        if self.unsupported:
+            kinds = Counter(p.suffix.lower() or "(no extension)" for p in self.unsupported)
+            listed = ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items()))
+            lines.append(
+                f"{_count(self.unsupported, 'file')} of a type not ingested: {listed} (names: --json or --verbose)"
+            )
+        return lines
+
+    def summary(self) -> str:
+        return "\n".join(self.summary_lines())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready: errors as one-line strings, paths as strings."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "renamed": [{"old": old, "new": new} for old, new in self.renamed],
+            "errors": [str(e) for e in self.errors],
+            "duplicates": [{"path": str(d.path), "same_as": str(d.same_as)} for d in self.duplicates],
+            "unsupported": [str(p) for p in self.unsupported],
+            "no_audience": self.no_audience,
+            "encodings": self.encodings,
+            "chunks_written": self.chunks_written,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _count(items: Sized, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _names(items: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -72,24 +156,60 @@ class Source:
     from_folder: bool
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[Source], list[FileError], list[Path]]:
-    """Expand folders into supported files. Returns (sources, errors, folder roots)."""
-    sources: list[Source] = []
-    errors: list[FileError] = []
-    roots: list[Path] = []
+@dataclass
+class Discovery:
+    """What the given paths hold: files to ingest, and what is left out and why."""
+
+    sources: list[Source] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    unsupported: list[Path] = field(default_factory=list)
+
+
+def discover(paths: Iterable[Path]) -> Discovery:
+    """Expand folders into supported files, one per real file.
+
+    A second path to a file already found (a symlink to it, the file given beside its folder)
+    is a :class:`Duplicate`, not a second document; when one of the paths is the file itself,
+    that one is kept. Files inside a folder that no reader handles are listed in
+    ``unsupported`` (hidden files and metadata sidecars are not: they are never documents).
+    """
+    found = Discovery()
+    by_real: dict[Path, int] = {}
+
+    def add(source: Source) -> None:
+        real = Path(os.path.realpath(source.path))
+        index = by_real.get(real)
+        if index is None:
+            by_real[real] = len(found.sources)
+            found.sources.append(source)
+            return
+        kept = found.sources[index]
+        if kept.path != real and source.path == real:  # prefer the file itself over a link to it
+            found.sources[index] = source
+            kept, source = source, kept
+        found.duplicates.append(Duplicate(source.path, kept.path))
+        log.info("skipped file=%s reason=same file as %s", source.path, kept.path)
+
     for raw in paths:
         path = raw.expanduser().resolve()
         if path.is_dir():
-            roots.append(path)
+            found.roots.append(path)
             for file in sorted(path.rglob("*")):
                 rel = file.relative_to(path)
-                if file.is_file() and is_supported(file) and not any(p.startswith(".") for p in rel.parts):
-                    sources.append(Source(file, path, True))
+                if any(p.startswith(".") for p in rel.parts) or not file.is_file():
+                    continue
+                if is_supported(file):
+                    add(Source(file, path, True))
+                elif not file.name.endswith(SIDECAR_SUFFIX):
+                    found.unsupported.append(file)
+                    log.info("skipped file=%s reason=unsupported type %s", file, file.suffix or "(none)")
         elif path.is_file():
-            sources.append(Source(path, path.parent, False))
+            add(Source(path, path.parent, False))
         else:
-            errors.append(FileError(raw, "no such file or folder"))
-    return sources, errors, roots
+            found.errors.append(FileError(raw, "no such file or folder"))
+    return found
 
 
 def config_signature(spec: ChunkSpec) -> str:
@@ -115,11 +235,13 @@ def ingest(
     signature = config_signature(spec)
     max_bytes = int(settings.max_file_mb * 1_000_000)
     report = IngestReport()
-    sources, report.errors, roots = discover(paths)
+    found = discover(paths)
+    sources, roots = found.sources, found.roots
+    report.errors, report.duplicates, report.unsupported = found.errors, found.duplicates, found.unsupported
     known = {d.doc_id: d for d in store.documents()}
     by_path = {d.path: d for d in known.values()}
     seen_ids: dict[str, Path] = {}
-    seen_paths: set[str] = set()
+    id_of_path: dict[str, str] = {}
     pending: list[tuple[LoadedDocument, list[Chunk]]] = []
 
     def flush() -> None:
@@ -169,25 +291,45 @@ def ingest(
         if progress:
             progress(done, len(sources), source.path.name)
         key = str(source.path)
-        seen_paths.add(key)
         try:
             previous = by_path.get(key)
-            if previous and previous.sha256 == f"{file_digest(source.path)}:{signature}":
+            if (
+                previous
+                and previous.sha256 == f"{file_digest(source.path)}:{signature}"
+                and not _id_scheme_changed(previous, source)
+            ):
                 report.unchanged.append(previous.doc_id)
                 seen_ids[previous.doc_id] = source.path
+                id_of_path[key] = previous.doc_id
                 continue
-            doc = load_document(source.path, source.root, max_bytes)
+            with library_messages() as notes:
+                try:
+                    doc = load_document(source.path, source.root, max_bytes)
+                except LoadError as exc:
+                    raise LoadError(f"{exc} ({fold(notes)})" if notes else str(exc)) from exc
+            if notes:
+                log.info("read file=%s with library warnings: %s", source.path, fold(notes))
             if doc.doc_id in seen_ids:
-                raise LoadError(f"duplicate document id {doc.doc_id!r} (also {seen_ids[doc.doc_id].name})")
+                raise LoadError(
+                    f"its document id {doc.doc_id!r} is already taken by {seen_ids[doc.doc_id]} in this run; "
+                    f"both {seen_ids[doc.doc_id].name} and {source.path.name} map to it. Rename one, or give one "
+                    "an `id:` in its front matter"
+                )
             chunks = chunk_text(doc.doc_id, doc.text, doc.metadata["title"], spec, _chunk_metadata(doc))
         except LoadError as exc:
             report.errors.append(FileError(source.path, str(exc)))
-            log.warning("skipped file=%s reason=%s", source.path, exc)
+            log.info("skipped file=%s reason=%s", source.path, exc)  # the caller prints the error, once
             continue
         except OSError as exc:
             report.errors.append(FileError(source.path, f"cannot read: {exc.strerror or exc}"))
             continue
         seen_ids[doc.doc_id] = source.path
+        id_of_path[key] = doc.doc_id
+        if doc.audience_defaulted:
+            report.no_audience.append(doc.doc_id)
+        if doc.encoding and doc.encoding != "utf-8":
+            report.encodings[key] = doc.encoding
+            log.info("read file=%s encoding=%s (not UTF-8)", source.path, doc.encoding)
         pending.append((doc, chunks))
         # Documents are embedded together once enough chunks are pending: big batches keep the
         # embedder near its raw throughput even when documents are small.
@@ -200,13 +342,17 @@ def ingest(
     for record in known.values():
         if record.doc_id in seen_ids or record.path in failed_paths:
             continue
-        renamed = record.path in seen_paths  # same file now yields another id: the old id is gone
+        new_id = id_of_path.get(record.path)  # same file now yields another id: the old id is gone
         vanished = prune and any(Path(record.path).is_relative_to(r) for r in roots)
-        if renamed or vanished:
+        if new_id is not None or vanished:
             store.delete_document(record.doc_id)
-            report.deleted.append(record.doc_id)
+            if new_id is not None and new_id in report.added:
+                report.added.remove(new_id)
+                report.renamed.append((record.doc_id, new_id))
+            else:
+                report.deleted.append(record.doc_id)
     report.seconds = time.perf_counter() - started
-    log.info("ingest finished: %s", report.summary())
+    log.info("ingest finished: %s", " | ".join(report.summary_lines()))
     return report
 
 
@@ -218,6 +364,17 @@ def _segments(chunks: Sequence[Chunk]) -> list[tuple[str, str]]:
         for segment in chunk_segments(chunk.text, section):
             out.append((segment_id(chunk.id, segment.position), embedding_text(segment, section)))
     return out
+
+
+def _id_scheme_changed(previous: DocumentRecord, source: Source) -> bool:
+    """An unchanged file whose stored id was made by the slug of older releases (non-ASCII letters dropped).
+
+    Such a file is read again so it gets today's id and the report names the rename, rather than
+    keeping its old id until its content next changes. An id from front matter, or one that
+    was already ASCII, never matches here, so it stays as it is.
+    """
+    legacy = legacy_doc_id_for(source.path, source.root)
+    return previous.doc_id == legacy and legacy != doc_id_for(source.path, source.root)
 
 
 def _chunk_metadata(doc: LoadedDocument) -> dict[str, str]:

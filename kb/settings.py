@@ -21,6 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+KNOWLEDGE_BASES = ("default", "demo")
+DEMO_SUFFIX = "-demo"
+
 
 def _default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
@@ -42,6 +45,13 @@ class Settings(BaseSettings):
         default=None, description="Use a Chroma server (http://host:port) instead of the embedded store."
     )
     collection: str = Field(default="kbassist", description="Chroma collection holding the chunks.")
+    # The bundled demo is a knowledge base of its own, so a user's starts empty and the demo
+    # never mixes with their documents; this one switch selects it everywhere (CLI, app, eval).
+    kb: Literal["default", "demo"] = Field(
+        default="default",
+        description="Which knowledge base: 'default' (yours) or 'demo' (the bundled demo, written by "
+        "`kbassist ingest --demo`), kept in its own collection, interaction log and evaluation runs.",
+    )
     # A Chroma server that stops answering mid-run (restart, network blip) is retried; the embedded store is not.
     chroma_retries: int = Field(
         default=5,
@@ -219,6 +229,28 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
+    def is_demo(self) -> bool:
+        return self.kb == "demo"
+
+    @property
+    def kb_collection(self) -> str:
+        """The Chroma collection of the selected knowledge base: ``collection``, or ``collection-demo``."""
+        return f"{self.collection}{DEMO_SUFFIX}" if self.is_demo else self.collection
+
+    @property
+    def kb_home(self) -> Path:
+        """Where the selected knowledge base keeps its own files (interaction log, evaluation runs, uploads)."""
+        return self.data_dir / "demo" if self.is_demo else self.data_dir
+
+    @property
+    def eval_runs_path(self) -> Path:
+        return self.kb_home / "eval-runs"
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.kb_home / "uploads"
+
+    @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
 
@@ -232,7 +264,7 @@ class Settings(BaseSettings):
 
     @property
     def interactions_path(self) -> Path:
-        return self.interactions_db or self.data_dir / "interactions.sqlite"
+        return self.interactions_db or self.kb_home / "interactions.sqlite"
 
     @property
     def state_database_url(self) -> str:

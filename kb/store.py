@@ -267,7 +267,7 @@ class KnowledgeStore:
             "open chunks",
             self.client.get_or_create_collection,
             True,
-            settings.collection,
+            settings.kb_collection,
             embedding_function=self.embedder,  # type: ignore[arg-type]
             configuration={"hnsw": {"space": "cosine"}},
             metadata={"embedding_model": settings.embedding_model},
@@ -277,7 +277,7 @@ class KnowledgeStore:
             "open registry",
             self.client.get_or_create_collection,
             True,
-            settings.collection + _REGISTRY_SUFFIX,
+            settings.kb_collection + _REGISTRY_SUFFIX,
             embedding_function=None,
             configuration={"hnsw": {"space": "l2"}},
         )
@@ -286,7 +286,7 @@ class KnowledgeStore:
             "open segments",
             self.client.get_or_create_collection,
             True,
-            settings.collection + _SEGMENTS_SUFFIX,
+            settings.kb_collection + _SEGMENTS_SUFFIX,
             embedding_function=None,
             configuration={"hnsw": {"space": "cosine"}},
         )
@@ -414,17 +414,49 @@ class KnowledgeStore:
 
     def delete_document(self, doc_id: str) -> int:
         """Remove a document's chunks, then its registry record. Returns chunks removed."""
-        ids = self.chunk_ids(doc_id)
+        return self.delete_documents([doc_id])[doc_id]
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """Remove each document's chunks, then its registry record; chunks removed per document.
+
+        Chunks go first, so an interrupted delete leaves a registered document with fewer chunks
+        (a re-ingest or a second delete finishes it), never chunks nobody can find. The revision
+        changes once at the end, which is what retires every role's lexical index built before.
+        """
+        removed: dict[str, int] = {}
         try:
-            self._delete_chunks(ids)
-            self._delete_segments(self._segment_ids(doc_id))
-            self.registry.delete(ids=[doc_id])
+            for doc_id in doc_ids:
+                ids = self.chunk_ids(doc_id)
+                self._delete_chunks(ids)
+                self._delete_segments(self._segment_ids(doc_id))
+                self.registry.delete(ids=[doc_id])
+                removed[doc_id] = len(ids)
+                log.info("deleted doc_id=%s chunks=%d", doc_id, len(ids))
         except Exception:
             self._bump_revision_after_failure()
             raise
-        self._bump_revision()
-        log.info("deleted doc_id=%s chunks=%d", doc_id, len(ids))
-        return len(ids)
+        if removed:
+            self._bump_revision()
+        return removed
+
+    def document_chunks(self, doc_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """A document's chunks as ``(id, text, metadata)``, in reading order."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        rows = [
+            (i, t or "", dict(m or {}))
+            for i, t, m in zip(got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True)
+        ]
+        return sorted(rows, key=lambda r: (int(r[2].get("position", 0)), r[0]))
+
+    def markets(self) -> set[str]:
+        """Market codes the registered documents are for (``ALL`` included when a document says so)."""
+        got = self.registry.get(include=["metadatas"])
+        return {str((m or {}).get("market", "ALL")).upper() for m in got["metadatas"] or []}
+
+    def has_market(self, market: str) -> bool:
+        """Whether any registered document is for ``market``: one small lookup, not a registry read."""
+        got = self.registry.get(where={"market": market.upper()}, limit=1, include=[])
+        return bool(got["ids"])
 
     def _delete_chunks(self, ids: Iterable[str]) -> None:
         ids = sorted(ids)

@@ -278,6 +278,40 @@ def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyP
     st.cache_resource.clear()
 
 
+def test_owner_inspects_a_document_and_removes_it_after_confirming(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str
+) -> None:
+    data = tmp_path / "data"
+    store = KnowledgeStore(Settings(data_dir=data))
+    assert ingest([write_kb(tmp_path / "docs", ("disputes.md", "newsletter.md"))], store).ok
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(data))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
+    st.cache_resource.clear()
+    at = _open(AppTest.from_file(APP, default_timeout=TIMEOUT), "owner")
+    table = next(df.value for df in at.dataframe if "passages" in df.value.columns)
+    assert sorted(table["id"]) == ["disputes", "newsletter"]
+
+    at.selectbox(key="owner_doc").set_value("disputes").run()
+    assert not at.exception, at.exception
+    passages = next(df.value for df in at.dataframe if "tokens" in df.value.columns)
+    assert len(passages) == store.document("disputes").chunk_count
+    assert passages["section"].str.startswith("Handling a dispute").all() and (passages["tokens"] > 0).all()
+    assert any("disputes.md" in c.value for c in at.caption)
+
+    at.button(key="owner_remove").click().run()
+    assert any("Remove **Handling a dispute**" in w.value for w in at.warning)
+    at.button(key="owner_remove_cancel").click().run()
+    assert store.document("disputes") is not None, "cancelled: nothing removed"
+    at.button(key="owner_remove").click().run()
+    at.button(key="owner_remove_confirm").click().run()
+    assert not at.exception, at.exception
+    assert any("Removed Handling a dispute (disputes)" in m.value for m in at.success)
+    assert store.document("disputes") is None and store.chunk_ids("disputes") == set()
+    assert at.selectbox(key="owner_doc").value is None
+    assert {m.label: m.value for m in at.metric}["Documents"] == "1"
+    st.cache_resource.clear()
+
+
 def test_owner_sees_why_an_evaluation_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str) -> None:
     monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("KBASSIST_STATE_URL", db)

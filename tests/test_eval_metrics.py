@@ -174,7 +174,8 @@ def test_compare_flags_only_changes_beyond_the_interval() -> None:
     b = {"systems": {"kbassist": {"overall": {"f1": {"value": 0.47, "ci": None}, "latency_p95_ms": {"value": 60, "ci": None}}}}}
     deltas = {d.metric: d for d in compare(a, b)}
     assert not deltas["f1"].regression, "inside A's interval: noise"
-    assert deltas["latency_p95_ms"].regression, "lower is better for latency"
+    assert not deltas["latency_p95_ms"].regression, "latency is not judged unless asked: it follows the load"
+    assert {d.metric: d for d in compare(a, b, latency=True)}["latency_p95_ms"].regression, "lower is better"
     b["systems"]["kbassist"]["overall"]["f1"]["value"] = 0.40
     assert {d.metric: d for d in compare(a, b)}["f1"].regression
 

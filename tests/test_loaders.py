@@ -117,7 +117,7 @@ def test_sidecar_overrides_embedded_metadata(tmp_path: Path) -> None:
         ("empty.md", b"", "empty file"),
         ("blank.md", b"   \n\n  ", "no extractable text"),
         ("binary.txt", b"\x00\x01\x02binary" * 10, "binary content"),
-        ("latin1.md", "Rückgabe".encode("latin-1"), "not valid UTF-8"),
+        ("mixed.md", "Rückgabe ".encode() + "Rückgabe".encode("latin-1"), "mixes UTF-8 with another encoding"),
         ("broken.pdf", b"%PDF-1.4\nthis is not a pdf", "corrupt or unreadable PDF"),
         ("broken.docx", b"PK\x03\x04 not a zip", "corrupt or unreadable DOCX"),
         ("bad-yaml.md", b"---\naudience: [customer\n---\nx", "invalid front matter"),

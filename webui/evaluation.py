@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +44,17 @@ def gaps_available() -> bool:
 
 
 def runs_dir(settings: Settings) -> Path:
-    return settings.data_dir / "eval-runs"
+    """The selected knowledge base's runs (the demo keeps its own, under DATA_DIR/demo)."""
+    return settings.eval_runs_path
 
 
 def datasets() -> list[str]:
     """Datasets shipped with the harness (``eval/datasets/NAME.jsonl``)."""
     try:
-        folder = resources.files("eval") / "datasets"
-        return sorted(Path(p.name).stem for p in folder.iterdir() if p.name.endswith(".jsonl"))
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        from eval.bundled import bundled_names
+    except ModuleNotFoundError:  # an installation without the harness
         return []
+    return bundled_names()
 
 
 @dataclass(frozen=True)

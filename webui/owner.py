@@ -10,12 +10,16 @@ import streamlit as st
 
 from ingest.loaders import READERS, SIDECAR_SUFFIX
 from ingest.pipeline import IngestReport, ingest
+from kb.documents import UnknownDocuments, remove_documents, show_document
+from kb.models import DocumentRecord
 from kb.settings import Settings
 from kb.state.audit import ingest_details
+from kb.store import StoreUnavailable
 from webui import evaluation
 from webui.services import Services
 
 UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in READERS} | {"yaml"})
+# Who the workspace's changes are recorded as, until staff sign in (then: the signed-in owner).
 OWNER_ACTOR = "web:owner-workspace"
 
 
@@ -62,6 +66,9 @@ def _run_ingest(services: Services, paths: list[Path], prune: bool | None, actio
         bar.progress(done / max(total, 1), text=f"{done} of {total} · {name}")
 
     report = ingest(paths, services.store, prune=prune, progress=progress)
+    if report.changed:
+        bar.progress(1.0, text="Preparing search…")
+        services.assistant.retriever.lexical.prepare()  # the next question maps these, instead of building them
     bar.progress(1.0, text="Done")
     # No staff sign-in on this page yet: the actor is the workspace until there is one.
     services.state.audit(OWNER_ACTOR, action, ", ".join(str(p) for p in paths)[:500], ingest_details(report))
@@ -79,7 +86,7 @@ def _ingest_section(services: Services) -> None:
     with upload:
         files = st.file_uploader("Upload files", type=UPLOAD_TYPES, accept_multiple_files=True, key="owner_upload")
         if st.button("Ingest uploaded files", disabled=not files, key="owner_ingest_upload"):
-            saved = save_uploads(services.settings.data_dir / "uploads", [(f.name, f.getvalue()) for f in files or []])
+            saved = save_uploads(services.settings.uploads_path, [(f.name, f.getvalue()) for f in files or []])
             _run_ingest(services, saved, prune=False, action="kb.upload")
     with folder:
         path = st.text_input("Or a folder on the server", key="owner_folder", placeholder="/srv/policies")
@@ -93,7 +100,7 @@ def _ingest_section(services: Services) -> None:
 
     report: IngestReport | None = st.session_state.get("owner_ingest_report")
     if report is not None:
-        (st.success if report.ok else st.warning)(report.summary())
+        (st.success if report.ok else st.warning)("\n\n".join(report.summary_lines()))
         if report.errors:
             st.dataframe(
                 pd.DataFrame([{"file": e.path.name, "problem": e.reason, "path": str(e.path)} for e in report.errors]),
@@ -104,6 +111,9 @@ def _ingest_section(services: Services) -> None:
 
 def _stats_section(services: Services) -> None:
     st.subheader("What is in the knowledge base")
+    result = st.session_state.pop("owner_remove_result", None)
+    if result is not None:
+        (st.success if result[0] == "success" else st.error)(result[1])
     stats = services.store.stats()
     docs = services.store.documents()
     a, b, c = st.columns(3)
@@ -111,7 +121,11 @@ def _stats_section(services: Services) -> None:
     b.metric("Passages", stats.chunks)
     c.metric("Past review date", len(stats.stale))
     if not docs:
-        st.info("No documents yet. Upload files or ingest a folder above.")
+        demo = "" if services.settings.is_demo else (
+            " To look around first, the bundled demo is a knowledge base of its own: run `kbassist ingest --demo`, "
+            "then start the app with `KBASSIST_KB=demo`."
+        )
+        st.info("No documents yet. Upload files or ingest a folder above." + demo)
         return
     by_audience, by_market = st.columns(2)
     with by_audience:
@@ -130,29 +144,103 @@ def _stats_section(services: Services) -> None:
             hide_index=True,
             width="stretch",
         )
-    with st.expander(f"All {len(docs)} documents"):
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "title": d.title,
-                        "id": d.doc_id,
-                        "audience": d.audience,
-                        "market": d.market,
-                        "language": d.language,
-                        "product": d.product,
-                        "version": d.version,
-                        "review by": d.review_by,
-                        "owner": d.owner,
-                        "format": d.format,
-                        "passages": d.chunk_count,
-                    }
-                    for d in docs
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+    _documents_table(services, docs)
+
+
+def _documents_table(services: Services, docs: list[DocumentRecord]) -> None:
+    """Every document, then one of them in detail: its passages, and a way to remove it."""
+    st.markdown(f"**All {len(docs)} documents**")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "title": d.title,
+                    "id": d.doc_id,
+                    "audience": d.audience,
+                    "market": d.market,
+                    "language": d.language,
+                    "product": d.product,
+                    "version": d.version,
+                    "review by": d.review_by,
+                    "owner": d.owner,
+                    "format": d.format,
+                    "passages": d.chunk_count,
+                }
+                for d in docs
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    titles = {d.doc_id: d.title for d in docs}
+    chosen = st.selectbox(
+        "Inspect a document",
+        list(titles),
+        index=None,
+        format_func=lambda doc_id: f"{titles.get(doc_id, doc_id)} ({doc_id})",
+        placeholder="Choose a document to see its passages",
+        key="owner_doc",
+    )
+    if chosen:
+        _document_detail(services, chosen)
+
+
+def _document_detail(services: Services, doc_id: str) -> None:
+    try:
+        view = show_document(services.store, doc_id, actor=OWNER_ACTOR)
+    except UnknownDocuments:
+        st.info("That document is no longer in the knowledge base.")
+        return
+    r = view.record
+    st.caption(
+        f"Source `{r.path}` · {r.format} · audience {r.audience} · market {r.market} · language {r.language} · "
+        f"version {r.version or '—'} · review by {r.review_by or '—'} · owner {r.owner or '—'} · "
+        f"ingested {r.ingested_at}"
+    )
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"#": c.position, "section": c.section, "tokens": c.tokens, "passage": c.text.split("\n\n", 1)[-1]}
+                for c in view.chunks
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    if st.session_state.get("owner_remove_pending") != doc_id:
+        st.button(
+            "Remove this document…",
+            key="owner_remove",
+            icon=":material/delete:",
+            on_click=st.session_state.__setitem__,
+            args=("owner_remove_pending", doc_id),
         )
+        return
+    st.warning(
+        f"Remove **{r.title}** (`{doc_id}`) and its {len(view.chunks)} passages from the knowledge base? "
+        "No one can find it afterwards. If its file is still in a folder you ingest, the next ingest of that "
+        "folder brings it back: delete or move the file too."
+    )
+    confirm, cancel = st.columns(2)
+    confirm.button(
+        "Yes, remove it", type="primary", key="owner_remove_confirm", on_click=_remove, args=(services, doc_id)
+    )
+    cancel.button("Cancel", key="owner_remove_cancel", on_click=st.session_state.pop, args=("owner_remove_pending",))
+
+
+def _remove(services: Services, doc_id: str) -> None:
+    """Button callback: runs before the page is drawn again, so it may clear the document picker."""
+    st.session_state.pop("owner_remove_pending", None)
+    try:
+        removed = remove_documents(services.store, [doc_id], actor=OWNER_ACTOR)
+        services.assistant.retriever.lexical.prepare()
+    except (UnknownDocuments, StoreUnavailable) as exc:
+        st.session_state["owner_remove_result"] = ("error", f"Not removed: {exc}")
+        return
+    st.session_state["owner_doc"] = None
+    item = removed[0]
+    services.state.audit(OWNER_ACTOR, "kb.remove", item.doc_id, {"doc_ids": [item.doc_id], "chunks": item.chunks})
+    st.session_state["owner_remove_result"] = ("success", f"Removed {item.title} ({item.doc_id}), {item.chunks} passages.")
 
 
 # -- evaluation -------------------------------------------------------------------------------
