@@ -382,8 +382,9 @@ class Assistant:
         index = index or self.retriever.lexical.for_role(role)
         language = detect_language(query)
         # A country named in the question ("…in Sweden?") selects the market's documents; it is
-        # not a topic the answer has to repeat, and its high idf would otherwise dominate.
-        words = [w for w in terms(query, language) if w not in _MARKET_TERMS.get(language, frozenset())]
+        # not a topic the answer has to repeat, and its high idf would otherwise dominate. Nor is
+        # the person asked about: agents say "the customer" in nearly every question.
+        words = [w for w in terms(query, language) if w not in _NOT_TOPICS.get(language, frozenset())]
         return lambda text: index.coverage(words, text, language)
 
     def _refuse(
@@ -485,7 +486,10 @@ def _market_terms(language: str) -> frozenset[str]:
     return frozenset(t for names in MARKET_NAMES.values() for name in names for t in terms(name, language))
 
 
-_MARKET_TERMS = {language: _market_terms(language) for language in ("en", "de", "sv")}
+_PERSON_WORDS = {"en": "customer customers client clients", "de": "Kunde Kunden Kundin", "sv": "kund kunden kunder"}
+_NOT_TOPICS = {
+    language: _market_terms(language) | frozenset(terms(_PERSON_WORDS[language], language)) for language in ("en", "de", "sv")
+}
 
 
 def _own_model(settings: Settings, name: str) -> str | None:

@@ -668,8 +668,9 @@ def cost(samples: Sequence[Sample], usd_per_1k_prompt: float | None, usd_per_1k_
     used = [s.usage for s in samples if s.usage]
     if not used:
         return None
-    prompt = sum(u.get("prompt_tokens", 0) for u in used) / len(used)
-    completion = sum(u.get("completion_tokens", 0) for u in used) / len(used)
+    # Rounded first, so the reported cost is the cost of the reported token counts.
+    prompt = round(sum(u.get("prompt_tokens", 0) for u in used) / len(used), 1)
+    completion = round(sum(u.get("completion_tokens", 0) for u in used) / len(used), 1)
     usd = None
     if usd_per_1k_prompt is not None and usd_per_1k_completion is not None:
         usd = round(prompt / 1000 * usd_per_1k_prompt + completion / 1000 * usd_per_1k_completion, 6)

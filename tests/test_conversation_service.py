@@ -43,7 +43,7 @@ def test_an_ask_is_recorded_with_its_conversation_and_context_comes_from_the_sto
     first = service.ask("How long do I have to return an item?", role="customer", market="SE", channel="cli")
     assert first.question_id is not None and first.conversation_id and not first.answer.refused
     # A customer who comes back: no history held by the page, the stored turns are the context.
-    follow = service.ask("and how long until I get my money back?", role="customer", market="SE",
+    follow = service.ask("and what about Germany?", role="customer", market="SE",
                          conversation_id=first.conversation_id)  # fmt: skip
     assert follow.conversation_id == first.conversation_id
     assert follow.answer.search_query.startswith("How long do I have to return an item?")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from assist.models import load_model
 from eval.compare import compare, load_results
 from eval.datasets import Dataset, load_demo
 from eval.report import render_report
@@ -32,7 +33,8 @@ def test_run_writes_results_details_and_a_self_contained_report(demo_run: tuple[
     _, out = demo_run
     results = json.loads((out / "results.json").read_text())
     kb = results["systems"]["kbassist"]
-    assert results["threshold"] == 0.46
+    shipped = load_model("answerability").info["thresholds"]
+    assert results["threshold"] == shipped["answer"] and results["run"]["settings"]["related_threshold"] == shipped["related"]
     for metric in ("hit@1", "hit@10", "mrr@10", "ndcg@10", "f1", "citation_precision", "refusal_recall",
                    "deflection", "false_deflection", "latency_p99_ms"):
         assert metric in kb["overall"]
@@ -41,8 +43,9 @@ def test_run_writes_results_details_and_a_self_contained_report(demo_run: tuple[
     assert lo <= kb["overall"]["hit@5"]["value"] <= hi
     assert {"category", "role", "market"} <= set(kb["breakdowns"])
     assert len(kb["threshold_curve"]) == 101
-    at_threshold = next(r for r in kb["threshold_curve"] if r["threshold"] == 0.46)
-    assert at_threshold["deflection"] == kb["overall"]["deflection"]["value"]
+    at_zero = kb["threshold_curve"][0]
+    assert at_zero["threshold"] == 0.0 and at_zero["deflection"] >= kb["overall"]["deflection"]["value"]
+    assert kb["reliability"] and sum(row["n"] for row in kb["reliability"]) <= SAMPLE
 
     details = load_details(out)
     assert len(details) == 2 * SAMPLE  # kbassist and the baseline

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-from assist.lexical import LexicalIndexes
 from typer.testing import CliRunner
 
 import kbassist_cli
 from assist.access import ROLE_AUDIENCES, Filters
+from assist.role_indexes import ChunkIndexes
 from assist.service import Assistant
 from ingest.pipeline import ingest
 from kb.documents import UnknownDocuments, documents_under, remove_documents, show_document
@@ -123,7 +123,7 @@ def test_cli_remove_asks_first(kb: KnowledgeStore, monkeypatch: pytest.MonkeyPat
     forced = runner.invoke(app, ["kb", "remove", "disputes", "--yes"])
     assert forced.exit_code == 0 and kb.document("disputes") is None
     # The command prepared the role indexes of the new revision: the next question maps them.
-    assert all(LexicalIndexes(kb).path(role, kb.revision()).is_dir() for role in ROLES)
+    assert all(ChunkIndexes(kb).path(role, kb.revision()).is_dir() for role in ROLES)
 
 
 def test_cli_remove_under_a_folder(kb: KnowledgeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,7 +157,7 @@ def test_the_demo_is_its_own_knowledge_base(tmp_path: Path, monkeypatch: pytest.
     default = KnowledgeStore(Settings(data_dir=data))
     demo_kb = KnowledgeStore(Settings(data_dir=data, kb="demo"))
     assert demo_kb.settings.kb_collection == "kbassist-demo" and len(demo_kb.documents()) == len(default.documents())
-    assert all(LexicalIndexes(demo_kb).path(role, demo_kb.revision()).is_dir() for role in ROLES)
+    assert all(ChunkIndexes(demo_kb).path(role, demo_kb.revision()).is_dir() for role in ROLES)
 
     removed = runner.invoke(app, ["kb", "remove", "--under", str(demo), "--yes"])
     assert removed.exit_code == 0, removed.output
