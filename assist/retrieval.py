@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,6 +47,8 @@ MAX_OVERFETCH = 1000
 # exactly from its stored vectors: about 6 ms at 400 chunks, where Chroma's filtered query
 # costs 60 ms at 100k chunks.
 EXACT_MAX = 400
+# Query vectors remembered per process (a few hundred KiB).
+QUERY_VECTORS_KEPT = 256
 
 
 @dataclass
@@ -105,6 +108,27 @@ class HybridRetriever:
         self.lexical = ChunkIndexes(store)
         self._size_lock = threading.Lock()
         self._size: tuple[str, int] = ("", 0)
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors, the most recent remembered in this process.
+
+        One ask embeds the same text more than once (a refused question is searched again
+        for staff documents to record why; a conversation's context is searched on every
+        turn), and embedding is most of an ask's time.
+        """
+        with self._vectors_lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        made = self.store.embedder.embed(missing) if missing else []
+        with self._vectors_lock:
+            self._vectors.update(zip(missing, made, strict=True))
+            out = np.array([self._vectors[t] for t in texts], dtype=np.float32)
+            for t in texts:
+                self._vectors.move_to_end(t)
+            while len(self._vectors) > QUERY_VECTORS_KEPT:
+                self._vectors.popitem(last=False)
+        return out.reshape(len(texts), DIMENSIONS)
 
     def retrieve(
         self,
@@ -125,7 +149,7 @@ class HybridRetriever:
 
         t = time.perf_counter()
         if vector is None:
-            vector = self.store.embedder.embed([query])[0]
+            vector = self.embed_queries([query])[0]
         timings["embed_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         index = self.lexical.for_role(role)

@@ -168,7 +168,7 @@ class Assistant:
             )
             if text
         ]
-        vectors = self.store.embedder.embed([query, *parts, *extra])
+        vectors = self.retriever.embed_queries([query, *parts, *extra])
         retrieval = self.retriever.retrieve(query, role, filters, vector=vectors[0])
         for text, vector in zip(extra, vectors[len(vectors) - len(extra) :], strict=True):
             retrieval = fuse(retrieval, self.retriever.retrieve(text, role, filters, vector=vector))
