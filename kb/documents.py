@@ -2,8 +2,8 @@
 
 The CLI (``kbassist kb show | remove``) and the owner workspace of the app call these functions
 and never the store directly, so every removal and inspection passes one place. That is where
-the audit record goes once staff sign in: ``actor`` already names who asked (today the shell,
-e.g. ``"cli"`` or ``"owner-workspace"``), and each call logs what it did to which document.
+the audit record goes: ``actor`` names who asked (the shell's user, ``cli:<user>``, or the
+signed-in owner, ``account:<name>``), and each call logs what it did to which document.
 
 Removing is all or nothing on the ids: an unknown id stops the call before anything is deleted.
 The store changes its revision once after the deletes, and the persisted BM25 index of every

@@ -192,10 +192,6 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, description="Wait before the first retry of a delivery; doubles each time."
     )
     handoff_webhook_max_backoff_s: float = Field(default=3600.0, ge=0, le=24 * 3600)
-    app_workspaces: str = Field(
-        default="agent,customer,owner",
-        description="Comma-separated workspaces the web app shows; a customer-facing deployment sets 'customer'.",
-    )
     reply_opening: str = Field(
         default="Thanks for getting in touch.",
         description="First line of the reply an agent is offered to send to a customer.",

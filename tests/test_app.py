@@ -1,12 +1,15 @@
-"""The Streamlit app, driven through Streamlit's AppTest against a real, small ingested KB.
+"""The Streamlit apps, driven through Streamlit's AppTest against a real, small ingested KB.
 
-Every test gets fresh cached resources (``st.cache_resource`` is process-wide) and its own
-interaction database; the ingested knowledge base is shared by the module to keep it fast.
+The staff app (``app_streamlit.py``) is signed in to with an account created in the test's own
+state store; the customer app (``app_customer.py``) serves the chat alone. Every test gets fresh
+cached resources (``st.cache_resource`` is process-wide) and its own state store; the ingested
+knowledge base is shared by the module to keep it fast.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,11 @@ from tests.support.chat_server import ChatServer
 from webui import evaluation
 
 APP = str(Path(__file__).resolve().parents[1] / "app_streamlit.py")
+CUSTOMER_APP = str(Path(__file__).resolve().parents[1] / "app_customer.py")
 TIMEOUT = 120
+PASSWORD = "correct horse battery"
+USERS = {"owner": "olive", "agent": "adam"}
+SIGN_IN = "FormSubmitter:staff_signin-Sign in"
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +63,50 @@ def app(monkeypatch: pytest.MonkeyPatch, kb_data_dir: Path, db: str) -> AppTest:
     st.cache_data.clear()
 
 
-def _open(at: AppTest, workspace: str) -> AppTest:
+@pytest.fixture
+def customer_app(monkeypatch: pytest.MonkeyPatch, kb_data_dir: Path, db: str) -> AppTest:
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(kb_data_dir))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield AppTest.from_file(CUSTOMER_APP, default_timeout=TIMEOUT)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _account(role: str) -> str:
+    """An account of ``role`` in the state store the app under test uses (created once)."""
+    state = _state(os.environ["KBASSIST_STATE_URL"])
+    name = USERS[role]
+    if name not in {a.username for a in state.accounts.list()}:
+        state.accounts.add(name, PASSWORD, role, actor="cli:test")
+    return name
+
+
+def _sign_in(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
+    if not at.text_input:  # not run yet: the first run draws the sign-in form
+        at.run()
+    at.text_input(key="signin_username").input(username)
+    at.text_input(key="signin_password").input(password)
+    at.button(key=SIGN_IN).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _open(at: AppTest, workspace: str, role: str = "owner") -> AppTest:
+    """The staff app signed in as an account of ``role``, asked for ``workspace`` by URL."""
     at.query_params["workspace"] = workspace
+    return _sign_in(at, _account(role))
+
+
+def _open_chat(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.title]
 
 
 def _markdown(at: AppTest) -> str:
@@ -145,8 +191,8 @@ def _chat(at: AppTest, text: str) -> AppTest:
     return at
 
 
-def test_customer_gets_an_answer_with_readable_sources(app: AppTest) -> None:
-    at = _open(app, "customer")
+def test_customer_gets_an_answer_with_readable_sources(customer_app: AppTest) -> None:
+    at = _open_chat(customer_app)
     at.selectbox(key="customer_market").select("SE").run()
     at = _chat(at, "How long do I have to return an item?")
     user, assistant = at.chat_message[-2], at.chat_message[-1]
@@ -156,11 +202,13 @@ def test_customer_gets_an_answer_with_readable_sources(app: AppTest) -> None:
     assert at.button(key="customer_handoff").label == "Talk to a person"
 
 
-def test_customer_answer_is_streamed_from_the_configured_model(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_customer_answer_is_streamed_from_the_configured_model(
+    customer_app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with ChatServer() as server:
         monkeypatch.setenv("KBASSIST_LLM_BASE_URL", server.url)
         monkeypatch.setenv("KBASSIST_LLM_API_KEY", "test-key")
-        at = _open(app, "customer")
+        at = _open_chat(customer_app)
         at.selectbox(key="customer_market").select("SE").run()
         at = _chat(at, "How long do I have to return an item?")
         answers = [b for b in server.requests if not b["messages"][0]["content"].startswith("You judge")]
@@ -172,16 +220,16 @@ def test_customer_answer_is_streamed_from_the_configured_model(app: AppTest, mon
     assert any(e.label.startswith("1. Returns in Sweden — Return window") for e in at.expander)
 
 
-def test_customer_cannot_read_agent_or_internal_documents(app: AppTest) -> None:
-    at = _chat(_open(app, "customer"), "What purchase amount triggers a manual fraud review?")
+def test_customer_cannot_read_agent_or_internal_documents(customer_app: AppTest) -> None:
+    at = _chat(_open_chat(customer_app), "What purchase amount triggers a manual fraud review?")
     answer = at.chat_message[-1].markdown[0].value
     assert "9500" not in answer and "FRX-17" not in answer
     hidden = ("Fraud review", "Handling a dispute", "When no policy covers a case")
     assert all(title not in e.label for e in at.expander for title in hidden)
 
 
-def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTest, db: str) -> None:
-    at = _open(app, "customer")
+def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_app: AppTest, db: str) -> None:
+    at = _open_chat(customer_app)
     at.selectbox(key="customer_market").select("SE").run()
     _chat(at, "How long do I have to return an item?")
     at = _chat(at, "Can I pay with bitcoin on Mars? Mail me at jo@example.com")
@@ -201,8 +249,8 @@ def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(app: AppTe
     assert at.chat_input(key="customer_input").disabled  # the conversation now belongs to a person
 
 
-def test_customer_can_ask_for_a_person_after_an_answer(app: AppTest, db: str) -> None:
-    at = _chat(_open(app, "customer"), "How long do I have to return an item in Sweden?")
+def test_customer_can_ask_for_a_person_after_an_answer(customer_app: AppTest, db: str) -> None:
+    at = _chat(_open_chat(customer_app), "How long do I have to return an item in Sweden?")
     at.button(key="customer_handoff").click().run()
     (handoff,) = _state(db).handoffs.list()
     # The button after an answer is a general request: no answer is recorded as its trigger, and what was
@@ -213,10 +261,148 @@ def test_customer_can_ask_for_a_person_after_an_answer(app: AppTest, db: str) ->
     assert (day.answered, day.deflected, day.false_deflections) == (1, 0, 1)
 
 
-def test_customer_only_deployment_hides_the_other_workspaces(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KBASSIST_APP_WORKSPACES", "customer")
-    at = _open(app, "owner")  # asking for another workspace by URL does not open it
-    assert not at.radio and at.title[0].value == "Help centre chat"
+def test_customer_app_shows_only_the_chat_and_ignores_the_workspace_parameter(customer_app: AppTest, db: str) -> None:
+    _account("owner")  # staff accounts exist; the customer app offers no way to them all the same
+    for requested in ("owner", "agent", "customer"):
+        customer_app.query_params["workspace"] = requested
+        at = _open_chat(customer_app)
+        assert _titles(at) == ["Help centre chat"]
+        assert not at.radio and not at.sidebar.button and not at.text_input  # no navigation, no sign-in form
+        assert not at.get("file_uploader")
+        assert not [b for b in at.button if (b.key or "").startswith(("owner_", "agent_", "staff_"))]
+        assert at.chat_input(key="customer_input") is not None
+
+
+def test_staff_app_does_not_serve_the_customer_chat(app: AppTest) -> None:
+    _account("owner")
+    app.query_params["workspace"] = "customer"
+    app.run()
+    assert _titles(app) == ["Sign in"] and not app.chat_input  # anonymous visitors get the sign-in form only
+    at = _sign_in(app, USERS["owner"])
+    assert _titles(at) == ["Agent assist"]  # an unknown workspace opens the first one the account may open
+    assert at.radio(key="workspace").options == ["Agent assist", "Knowledge base"]
+    assert not at.chat_input
+
+
+# -- staff sign-in --------------------------------------------------------------------------------
+
+
+def _nothing_of_the_workspaces(at: AppTest) -> bool:
+    keys = {w.key for w in (*at.text_input, *at.button, *at.selectbox) if w.key}
+    return (
+        not at.radio
+        and not at.get("file_uploader")
+        and not at.chat_input
+        and not [k for k in keys if k.startswith(("agent_", "owner_", "customer_"))]
+        and not {"Agent assist", "Knowledge base", "Help centre chat"} & set(_titles(at))
+        and not at.metric
+        and not at.dataframe
+    )
+
+
+def test_without_accounts_the_staff_app_says_how_to_create_one(app: AppTest) -> None:
+    for workspace in ("owner", "agent"):
+        app.query_params["workspace"] = workspace
+        app.run()
+        assert not app.exception, app.exception
+        assert _titles(app) == ["Sign in"] and _nothing_of_the_workspaces(app)
+        (info,) = app.info
+        assert "kbassist users add NAME --role owner" in info.value and "no default credentials" in info.value
+        assert not app.text_input  # no form to try names on before an account exists
+
+
+def test_nothing_of_the_staff_app_renders_before_sign_in(app: AppTest) -> None:
+    _account("owner")
+    for workspace in ("owner", "agent", "customer", ""):
+        app.query_params["workspace"] = workspace
+        app.run()
+        assert not app.exception, app.exception
+        assert _titles(app) == ["Sign in"] and _nothing_of_the_workspaces(app)
+        assert [t.key for t in app.text_input] == ["signin_username", "signin_password"]
+        assert app.text_input(key="signin_password").proto.type == app.text_input(key="signin_password").proto.PASSWORD
+
+
+def test_wrong_password_or_unknown_name_gets_one_message_and_no_workspace(app: AppTest, db: str) -> None:
+    name = _account("owner")
+    app.query_params["workspace"] = "owner"
+    shown = []
+    for username, password in ((name, "not the password at all"), ("nobody", PASSWORD)):
+        at = _sign_in(app, username, password)
+        (error,) = at.error
+        shown.append(error.value)
+        assert _titles(at) == ["Sign in"] and _nothing_of_the_workspaces(at)
+        assert "signin_username" in {t.key for t in at.text_input}
+    assert shown == ["Wrong user name or password."] * 2  # the same words: neither says which was wrong
+    failures = _state(db).audit_log.entries(action="signin.failure")
+    assert [(e.target, e.details["reason"]) for e in failures] == [("nobody", "unknown_user"), (name, "wrong_password")]
+
+
+def test_owner_signs_in_sees_both_workspaces_and_the_sign_in_is_audited_once(app: AppTest, db: str) -> None:
+    at = _open(app, "owner")
+    assert not at.error and _titles(at) == ["Knowledge base"]
+    assert at.radio(key="workspace").options == ["Agent assist", "Knowledge base"]
+    assert any("Signed in as **olive** (owner)" in c.value for c in at.sidebar.caption)
+    at.radio(key="workspace").set_value("agent").run()
+    assert _titles(at) == ["Agent assist"] and at.query_params["workspace"] == "agent"
+    (entry,) = _state(db).audit_log.entries(action="signin.*")
+    assert (entry.action, entry.actor, entry.target) == ("signin.success", "account:olive", "olive")
+
+
+def test_agent_account_cannot_open_the_owner_workspace(app: AppTest) -> None:
+    at = _open(app, "owner", role="agent")  # asked for by URL
+    assert _titles(at) == ["Agent assist"] and not at.radio
+    assert not at.get("file_uploader") and not [b for b in at.button if b.key and b.key.startswith("owner_")]
+    assert at.query_params["workspace"] == "agent"
+    at.query_params["workspace"] = "owner"  # and again, tampered with after signing in
+    at.session_state["workspace"] = "owner"
+    at.run()
+    assert not at.exception, at.exception
+    assert _titles(at) == ["Agent assist"] and not at.get("file_uploader")
+
+
+def test_sign_out_ends_the_session_in_the_store(app: AppTest, db: str) -> None:
+    at = _agent_ask(_open(app, "agent", role="agent"), "Customer wants to dispute a purchase, what is the procedure?")
+    token = at.session_state["staff_token"]
+    assert _state(db).accounts.validate_session(token) is not None
+    at.sidebar.button(key="staff_signout").click().run()
+    assert not at.exception, at.exception
+    assert _titles(at) == ["Sign in"] and _nothing_of_the_workspaces(at)
+    assert any("You are signed out" in s.value for s in at.success)
+    assert "Pause the invoice" not in _markdown(at)
+    assert _state(db).accounts.validate_session(token) is None  # the token itself is dead, not just forgotten
+    assert [e.action for e in _state(db).audit_log.entries(action="signout")] == ["signout"]
+
+    # A session ended elsewhere (here: the password reset from the CLI) ends on the next click.
+    at = _sign_in(at, USERS["agent"])
+    assert _titles(at) == ["Agent assist"]
+    _state(db).accounts.reset_password(USERS["agent"], PASSWORD + "!", actor="cli:test")
+    at.run()
+    assert _titles(at) == ["Sign in"] and _nothing_of_the_workspaces(at)
+
+
+def test_repeated_failures_back_off_then_lock_the_account(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBASSIST_SIGNIN_BACKOFF_AFTER", "2")
+    monkeypatch.setenv("KBASSIST_SIGNIN_BACKOFF_S", "0")  # the back-off is counted, but does not make the test wait
+    monkeypatch.setenv("KBASSIST_SIGNIN_LOCKOUT_AFTER", "3")
+    monkeypatch.setenv("KBASSIST_SIGNIN_LOCKOUT_MINUTES", "10")
+    name = _account("owner")
+    for _ in range(3):
+        at = _sign_in(app, name, "not the password at all")
+        assert [e.value for e in at.error] == ["Wrong user name or password."]
+    at = _sign_in(app, name)  # the right password, too late
+    assert [e.value for e in at.error] == ["Too many failed sign-ins. Try again in 10 minutes."]
+    assert _titles(at) == ["Sign in"] and _nothing_of_the_workspaces(at)
+
+
+def test_back_off_says_how_long_to_wait(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBASSIST_SIGNIN_BACKOFF_AFTER", "2")
+    monkeypatch.setenv("KBASSIST_SIGNIN_BACKOFF_S", "300")
+    name = _account("owner")
+    for _ in range(2):
+        _sign_in(app, name, "not the password at all")
+    at = _sign_in(app, name)
+    assert [e.value for e in at.error] == ["Too many failed sign-ins. Try again in 5 minutes."]
+    assert _titles(at) == ["Sign in"] and _nothing_of_the_workspaces(at)
 
 
 # -- knowledge-base owner -----------------------------------------------------------------------
@@ -275,6 +461,8 @@ def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyP
     errors = next(df.value for df in at.dataframe if "problem" in df.value.columns)
     assert list(errors["file"]) == ["empty.md"] and errors["problem"][0]
     assert {m.label: m.value for m in at.metric}["Documents"] == "1"
+    (entry,) = _state(db).audit_log.entries(action="kb.ingest")
+    assert entry.actor == "account:olive" and entry.details["added"] == ["fees"]
     st.cache_resource.clear()
 
 
@@ -303,12 +491,24 @@ def test_owner_inspects_a_document_and_removes_it_after_confirming(
     at.button(key="owner_remove_cancel").click().run()
     assert store.document("disputes") is not None, "cancelled: nothing removed"
     at.button(key="owner_remove").click().run()
+    # The session ends (password reset from the CLI) while the confirmation is on screen: nothing is removed.
+    _state(db).accounts.reset_password(USERS["owner"], PASSWORD + "!", actor="cli:test")
+    at.button(key="owner_remove_confirm").click().run()
+    assert not at.exception, at.exception
+    assert _titles(at) == ["Sign in"] and store.document("disputes") is not None
+    assert not _state(db).audit_log.entries(action="kb.remove")
+
+    at = _sign_in(at, USERS["owner"], PASSWORD + "!")
+    at.selectbox(key="owner_doc").set_value("disputes").run()
+    at.button(key="owner_remove").click().run()
     at.button(key="owner_remove_confirm").click().run()
     assert not at.exception, at.exception
     assert any("Removed Handling a dispute (disputes)" in m.value for m in at.success)
     assert store.document("disputes") is None and store.chunk_ids("disputes") == set()
     assert at.selectbox(key="owner_doc").value is None
     assert {m.label: m.value for m in at.metric}["Documents"] == "1"
+    (entry,) = _state(db).audit_log.entries(action="kb.remove")
+    assert (entry.actor, entry.target, entry.details["doc_ids"]) == ("account:olive", "disputes", ["disputes"])
     st.cache_resource.clear()
 
 

@@ -1,7 +1,10 @@
-"""End to end in a real browser: `streamlit run app_streamlit.py` driven by headless Chromium.
+"""End to end in a real browser: `streamlit run app_customer.py` and `app_streamlit.py` driven by
+headless Chromium.
 
 A customer asks a question, sees a cited answer, asks for a person and is told what happens next;
-the hand-off must be in the interaction database. A screenshot is saved to test-artifacts/.
+the hand-off must be in the state store. A customer who edits the URL to ask for the owner's
+workspace still gets the chat alone. A member of staff is refused with a wrong password, signs in,
+sees only what their role allows and signs out. Screenshots are saved to test-artifacts/.
 Skipped only on a developer machine without /usr/bin/chromium; under CI it always runs.
 """
 
@@ -13,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,7 @@ from tests.support.app_kb import write_kb
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct horse battery"
 LAUNCH_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -49,56 +53,65 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+Server = Callable[[str], tuple[str, str]]
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def serve(tmp_path: Path) -> Iterator[Server]:
+    """Start ``streamlit run <app>`` on a KB and a state store of this test's; returns (url, state URL)."""
     data = tmp_path / "data"
     report = ingest([write_kb(tmp_path / "docs")], KnowledgeStore(Settings(data_dir=data)))
     assert report.ok
     db = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    port = _free_port()
     env = {**os.environ, "KBASSIST_DATA_DIR": str(data), "KBASSIST_STATE_URL": db}
-    log = (tmp_path / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "app_streamlit.py"),
-            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def start(app: str) -> tuple[str, str]:
+        port = _free_port()
+        log_path = tmp_path / f"{app}.log"
+        log = log_path.open("w")
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", str(ROOT / app),
+                "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        started.append((process, log))
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
                 urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
+                return url, db
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()
-                    ) from None
+                    raise AssertionError("streamlit did not start:\n" + log_path.read_text()) from None
                 time.sleep(0.25)
-        yield url, db
+
+    try:
+        yield start
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        for process, log in started:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
 
 
-def test_customer_asks_gets_a_cited_answer_and_hands_off(server: tuple[str, str]) -> None:
+def test_customer_asks_gets_a_cited_answer_and_hands_off(serve: Server) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, db = server
+    url, db = serve("app_customer.py")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(f"{url}/?workspace=customer", timeout=60_000)
+            page.goto(url, timeout=60_000)
             expect(page.get_by_role("heading", name="Help centre chat")).to_be_visible(timeout=60_000)
 
             box = page.get_by_placeholder("Type your question")
@@ -124,3 +137,73 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(server: tuple[str, str]
     assert handoff.id == 1 and handoff.reason == "customer_asked" and handoff.question_id is None
     assert handoff.transcript[0] == {"role": "user", "content": "How long do I have to return an item in Sweden?"}
     assert handoff.searched["documents"] == ["returns-se"]
+
+
+def test_customer_app_ignores_a_url_asking_for_staff_tools(serve: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = serve("app_customer.py")
+    StateStore(db, Settings()).accounts.add("olive", PASSWORD, "owner", actor="cli:test")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            for tampered in ("?workspace=owner", "?workspace=agent", "/owner?workspace=owner"):
+                page.goto(f"{url}{tampered}", timeout=60_000)
+                expect(page.get_by_role("heading", name="Help centre chat")).to_be_visible(timeout=60_000)
+                expect(page.get_by_placeholder("Type your question")).to_be_visible()
+                for staff in ("Knowledge base", "Agent assist", "Sign in"):
+                    expect(page.get_by_role("heading", name=staff)).to_have_count(0)
+                expect(page.get_by_text("Upload files")).to_have_count(0)
+                expect(page.get_by_role("radio")).to_have_count(0)  # no workspace switcher
+                expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)  # no page navigation
+                expect(page.locator("input[type=password]")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "browser-customer-tampered-url.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_staff_sign_in_role_and_sign_out(serve: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = serve("app_streamlit.py")
+    StateStore(db, Settings()).accounts.add("adam", PASSWORD, "agent", actor="cli:test")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{url}/?workspace=owner", timeout=60_000)
+            expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("heading", name="Knowledge base")).to_have_count(0)
+            expect(page.get_by_role("heading", name="Agent assist")).to_have_count(0)
+
+            def sign_in(name: str, password: str) -> None:
+                page.get_by_role("textbox", name="User name").fill(name)
+                page.get_by_role("textbox", name="Password").fill(password)
+                page.get_by_role("button", name="Sign in").click()
+
+            sign_in("adam", "not the password at all")
+            expect(page.get_by_text("Wrong user name or password.")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="Agent assist")).to_have_count(0)
+
+            sign_in("adam", PASSWORD)
+            # An agent asking for the owner's workspace by URL gets agent assist, and no way to the owner tools.
+            expect(page.get_by_role("heading", name="Agent assist")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Signed in as adam (agent)")).to_be_visible()
+            expect(page.get_by_role("heading", name="Knowledge base")).to_have_count(0)
+            expect(page.get_by_text("Upload files")).to_have_count(0)
+            expect(page.get_by_role("radio")).to_have_count(0)
+            expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser-staff-signed-in.png"), full_page=True)
+
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_text("You are signed out.")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("heading", name="Agent assist")).to_have_count(0)
+        finally:
+            browser.close()
+
+    entries = StateStore(db, Settings()).audit_log.entries()
+    actions = [(e.action, e.target) for e in entries if e.action.startswith("sign")]
+    assert actions == [("signout", "adam"), ("signin.success", "adam"), ("signin.failure", "adam")]

@@ -38,6 +38,8 @@ from webui import customer
 
 QUESTION = "how many days do I have to return an item"
 APP = str(Path(__file__).resolve().parents[1] / "app_streamlit.py")
+CUSTOMER_APP = str(Path(__file__).resolve().parents[1] / "app_customer.py")
+STAFF_PASSWORD = "correct horse battery"
 # Fast retries keep the tests quick; the count is what the tests check.
 RETRIES = 3
 RETRY_ENV = {"KBASSIST_CHROMA_RETRIES": str(RETRIES), "KBASSIST_CHROMA_RETRY_BACKOFF_S": "0.05"}
@@ -296,12 +298,24 @@ def test_app_workspaces_show_an_error_while_the_server_is_down(
 ) -> None:
     assert ingest([docs_dir], KnowledgeStore(server_settings)).ok
     _point_env_at(server, server_settings, monkeypatch)
+    from kb.settings import load_settings
+    from kb.state.store import open_state
+
+    open_state(load_settings()).accounts.add("olive", STAFF_PASSWORD, "owner", actor="cli:test")
     st.cache_resource.clear()
     st.cache_data.clear()
+
+    def signed_in(workspace: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params["workspace"] = workspace
+        at.run()
+        at.text_input(key="signin_username").input("olive")
+        at.text_input(key="signin_password").input(STAFF_PASSWORD)
+        at.button(key="FormSubmitter:staff_signin-Sign in").click().run()
+        return at
+
     try:
-        agent = AppTest.from_file(APP, default_timeout=120)
-        agent.query_params["workspace"] = "agent"
-        agent.run()
+        agent = signed_in("agent")
         assert not agent.exception and not agent.error
         agent.text_input(key="agent_question").input(QUESTION)
 
@@ -311,15 +325,12 @@ def test_app_workspaces_show_an_error_while_the_server_is_down(
         (shown,) = [e.value for e in agent.error]
         assert "cannot reach the Chroma server" in shown and server.url in shown, "agents see what is wrong"
 
-        chat = AppTest.from_file(APP, default_timeout=120)
-        chat.query_params["workspace"] = "customer"
+        chat = AppTest.from_file(CUSTOMER_APP, default_timeout=120)
         chat.run()
         assert not chat.exception, chat.exception
         assert [e.value for e in chat.error] == [customer.UNAVAILABLE], "customers see no internal details"
 
-        owner = AppTest.from_file(APP, default_timeout=120)
-        owner.query_params["workspace"] = "owner"
-        owner.run()
+        owner = signed_in("owner")
         assert not owner.exception, owner.exception
         assert any("cannot reach the Chroma server" in e.value for e in owner.error)
 

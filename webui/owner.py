@@ -13,14 +13,13 @@ from ingest.pipeline import IngestReport, ingest
 from kb.documents import UnknownDocuments, remove_documents, show_document
 from kb.models import DocumentRecord
 from kb.settings import Settings
+from kb.state.accounts import StaffIdentity
 from kb.state.audit import ingest_details
 from kb.store import StoreUnavailable
-from webui import evaluation
+from webui import evaluation, signin
 from webui.services import Services
 
 UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in READERS} | {"yaml"})
-# Who the workspace's changes are recorded as, until staff sign in (then: the signed-in owner).
-OWNER_ACTOR = "web:owner-workspace"
 
 
 def save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
@@ -42,12 +41,17 @@ def save_uploads(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
     return documents
 
 
-def render(services: Services) -> None:
+def render(services: Services, identity: StaffIdentity) -> None:
+    """The owner's workspace; every change it makes is audited as the signed-in ``identity``."""
+    if not identity.is_owner:
+        st.error("The knowledge-base workspace is for owner accounts.")
+        return
+    actor = signin.actor(identity)
     st.title("Knowledge base")
     documents, quality, gaps, feedback = st.tabs(["Documents", "Evaluation", "Coverage gaps", "Feedback & deflection"])
     with documents:
-        _ingest_section(services)
-        _stats_section(services)
+        _ingest_section(services, actor)
+        _stats_section(services, actor)
     with quality:
         _evaluation_section(services)
     with gaps:
@@ -59,7 +63,9 @@ def render(services: Services) -> None:
 # -- documents --------------------------------------------------------------------------------
 
 
-def _run_ingest(services: Services, paths: list[Path], prune: bool | None, action: str = "kb.ingest") -> IngestReport:
+def _run_ingest(
+    services: Services, actor: str, paths: list[Path], prune: bool | None, action: str = "kb.ingest"
+) -> IngestReport:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, name: str) -> None:
@@ -70,13 +76,12 @@ def _run_ingest(services: Services, paths: list[Path], prune: bool | None, actio
         bar.progress(1.0, text="Preparing search…")
         services.assistant.retriever.lexical.prepare()  # the next question maps these, instead of building them
     bar.progress(1.0, text="Done")
-    # No staff sign-in on this page yet: the actor is the workspace until there is one.
-    services.state.audit(OWNER_ACTOR, action, ", ".join(str(p) for p in paths)[:500], ingest_details(report))
+    services.state.audit(actor, action, ", ".join(str(p) for p in paths)[:500], ingest_details(report))
     st.session_state["owner_ingest_report"] = report
     return report
 
 
-def _ingest_section(services: Services) -> None:
+def _ingest_section(services: Services, actor: str) -> None:
     st.subheader("Add or update documents")
     st.caption(
         "Markdown, text, HTML, PDF and Word. Metadata (audience, market, review date…) comes from front matter or a "
@@ -87,7 +92,7 @@ def _ingest_section(services: Services) -> None:
         files = st.file_uploader("Upload files", type=UPLOAD_TYPES, accept_multiple_files=True, key="owner_upload")
         if st.button("Ingest uploaded files", disabled=not files, key="owner_ingest_upload"):
             saved = save_uploads(services.settings.uploads_path, [(f.name, f.getvalue()) for f in files or []])
-            _run_ingest(services, saved, prune=False, action="kb.upload")
+            _run_ingest(services, actor, saved, prune=False, action="kb.upload")
     with folder:
         path = st.text_input("Or a folder on the server", key="owner_folder", placeholder="/srv/policies")
         prune = st.checkbox("Remove documents deleted from this folder", value=True, key="owner_prune")
@@ -96,7 +101,7 @@ def _ingest_section(services: Services) -> None:
             if not target.is_dir():
                 st.error(f"No folder at {target}.")
             else:
-                _run_ingest(services, [target], prune=prune)
+                _run_ingest(services, actor, [target], prune=prune)
 
     report: IngestReport | None = st.session_state.get("owner_ingest_report")
     if report is not None:
@@ -109,7 +114,7 @@ def _ingest_section(services: Services) -> None:
             )
 
 
-def _stats_section(services: Services) -> None:
+def _stats_section(services: Services, actor: str) -> None:
     st.subheader("What is in the knowledge base")
     result = st.session_state.pop("owner_remove_result", None)
     if result is not None:
@@ -144,10 +149,10 @@ def _stats_section(services: Services) -> None:
             hide_index=True,
             width="stretch",
         )
-    _documents_table(services, docs)
+    _documents_table(services, docs, actor)
 
 
-def _documents_table(services: Services, docs: list[DocumentRecord]) -> None:
+def _documents_table(services: Services, docs: list[DocumentRecord], actor: str) -> None:
     """Every document, then one of them in detail: its passages, and a way to remove it."""
     st.markdown(f"**All {len(docs)} documents**")
     st.dataframe(
@@ -182,12 +187,12 @@ def _documents_table(services: Services, docs: list[DocumentRecord]) -> None:
         key="owner_doc",
     )
     if chosen:
-        _document_detail(services, chosen)
+        _document_detail(services, chosen, actor)
 
 
-def _document_detail(services: Services, doc_id: str) -> None:
+def _document_detail(services: Services, doc_id: str, actor: str) -> None:
     try:
-        view = show_document(services.store, doc_id, actor=OWNER_ACTOR)
+        view = show_document(services.store, doc_id, actor=actor)
     except UnknownDocuments:
         st.info("That document is no longer in the knowledge base.")
         return
@@ -229,17 +234,25 @@ def _document_detail(services: Services, doc_id: str) -> None:
 
 
 def _remove(services: Services, doc_id: str) -> None:
-    """Button callback: runs before the page is drawn again, so it may clear the document picker."""
+    """Button callback: runs before the page is drawn again, so it may clear the document picker.
+
+    A callback runs before the page checks the session, so it checks it itself: a session that
+    ended (signed out in another tab, expired, password reset) or is not an owner's removes nothing.
+    """
     st.session_state.pop("owner_remove_pending", None)
+    identity = signin.current_identity(services)
+    if identity is None or not identity.is_owner:
+        return
+    actor = signin.actor(identity)
     try:
-        removed = remove_documents(services.store, [doc_id], actor=OWNER_ACTOR)
+        removed = remove_documents(services.store, [doc_id], actor=actor)
         services.assistant.retriever.lexical.prepare()
     except (UnknownDocuments, StoreUnavailable) as exc:
         st.session_state["owner_remove_result"] = ("error", f"Not removed: {exc}")
         return
     st.session_state["owner_doc"] = None
     item = removed[0]
-    services.state.audit(OWNER_ACTOR, "kb.remove", item.doc_id, {"doc_ids": [item.doc_id], "chunks": item.chunks})
+    services.state.audit(actor, "kb.remove", item.doc_id, {"doc_ids": [item.doc_id], "chunks": item.chunks})
     st.session_state["owner_remove_result"] = ("success", f"Removed {item.title} ({item.doc_id}), {item.chunks} passages.")
 
 

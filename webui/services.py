@@ -7,6 +7,7 @@ every click, so everything here sits behind ``st.cache_resource``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
@@ -14,12 +15,15 @@ import streamlit as st
 from assist.conversations import ConversationService
 from assist.service import Assistant
 from kb.settings import Settings, load_settings
+from kb.state import SchemaTooNew, StateUnavailable
 from kb.state.store import StateStore, open_state
-from kb.store import KnowledgeStore
+from kb.store import KnowledgeStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-WORKSPACES = {"agent": "Agent assist", "customer": "Customer chat", "owner": "Knowledge base"}
+# The staff app's workspaces and who may open them; the customer chat is app_customer.py's alone.
+WORKSPACES = {"agent": "Agent assist", "owner": "Knowledge base"}
+ROLE_WORKSPACES = {"agent": ("agent",), "owner": ("agent", "owner")}
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,6 @@ class Services:
     assistant: Assistant
     state: StateStore
     conversations: ConversationService
-
-    @property
-    def workspaces(self) -> list[str]:
-        """Workspaces this deployment exposes, in a stable order (unknown names are ignored)."""
-        wanted = {w.strip().lower() for w in self.settings.app_workspaces.split(",")}
-        return [w for w in WORKSPACES if w in wanted] or ["customer"]
 
     @property
     def llm_enabled(self) -> bool:
@@ -51,3 +49,14 @@ def get_services() -> Services:
     services = Services(settings, store, assistant, state, ConversationService(assistant, state))
     log.info("web app services ready: documents=%d", len(store.documents()))
     return services
+
+
+def services_or_stop(message: Callable[[Exception], str]) -> Services:
+    """The shared services, or ``message(exc)`` on the page and the end of this run."""
+    try:
+        return get_services()
+    except (StoreUnavailable, StateUnavailable, SchemaTooNew, ValueError) as exc:
+        log.error("web app services unavailable: %s", exc)
+        st.error(message(exc), icon=":material/error:")
+        st.stop()
+        raise  # unreachable: st.stop() ends the run

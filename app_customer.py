@@ -1,0 +1,35 @@
+"""kbassist customer app: the self-service help-centre chat and nothing else.
+
+Run with ``streamlit run app_customer.py``; this is the one to put behind a public reverse proxy.
+It imports no staff workspace, offers no navigation and reads no query parameter, so no URL leads
+from here to agent assist or the knowledge-base tools (those are ``app_streamlit.py``, behind
+staff sign-in, on a private address). Customers never see server names or paths: failures are
+logged for the operators and shown as one polite message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from kb.state import StateUnavailable
+from kb.store import StoreUnavailable
+from webui import customer
+from webui.services import services_or_stop
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    st.set_page_config(page_title="Help centre", page_icon=":material/support_agent:", layout="centered")
+    services = services_or_stop(lambda exc: customer.UNAVAILABLE)
+    try:
+        customer.render(services)
+    except (StoreUnavailable, StateUnavailable) as exc:
+        log.error("customer chat failed: %s", exc)
+        st.error(customer.UNAVAILABLE, icon=":material/error:")
+
+
+if __name__ == "__main__":
+    main()
