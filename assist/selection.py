@@ -30,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from assist.markets import clause_for_market, row_text
+from assist.markets import clause_for_market, mentioned_market, row_text
 from assist.models import LogisticModel, load_model
 from kb.segments import Segment, chunk_segments
 
@@ -159,6 +159,10 @@ class Selector:
         out: list[Candidate] = []
         for i, passage in enumerate(top):
             section = str(passage.metadata.get("section", ""))
+            # A section headed for another market ("Representative examples > Sweden") is about
+            # that market as a whole, whatever its sentences name.
+            if market and mentioned_market(section) not in (None, market):
+                continue
             segs = chunk_segments(passage.text, section)
             cosines = vectors[i] @ question_vector if len(segs) else np.zeros(0)
             for segment, cosine in zip(segs, cosines, strict=True):

@@ -149,8 +149,8 @@ def focus(text: str, language: str, vocabulary: Vocabulary) -> tuple[str, list[s
 
     The focus is every question sentence that names something the knowledge base speaks
     about; a question that says too little on its own or points back ("Is another one
-    coming?", "WHY does this happen??") also keeps the on-topic sentence before it ("I already
-    got your 2.50 fee", "My card got declined at the supermarket"). Without any question
+    coming?", "WHY does this happen??") also keeps the on-topic sentence before it that names
+    most ("I already got your 2.50 fee", "My card got declined at the supermarket"). Without any question
     sentence, it is every on-topic sentence.
     """
     said = sentences(text)
@@ -173,7 +173,9 @@ def focus(text: str, language: str, vocabulary: Vocabulary) -> tuple[str, list[s
             if known < MIN_FOCUS_TERMS + 1 or _POINTS_BACK.search(said[i]):
                 before = [j for j in range(i) if on_topic[j] and j not in kept]
                 if before:
-                    kept.add(before[-1])
+                    # The statement that says most of what the knowledge base speaks about, not
+                    # merely the nearest: "My card got declined at the supermarket", not "I have money!".
+                    kept.add(max(before, key=lambda j: (len(set(_content(said[j], language, vocabulary)[0])), j)))
     return " ".join(said[i] for i in sorted(kept)), [said[i] for i in asks], len(said) - len(kept)
 
 

@@ -69,15 +69,17 @@ def row_as_text(row: str) -> str:
 def segments_of(body: str, section: str = "") -> list[Segment]:
     """Cut a chunk body (without its heading prefix) into segments.
 
-    ``section`` is the chunk's heading path; an "Examples" heading marks all its segments as
-    examples.
+    ``section`` is the chunk's heading path; an "Examples" heading anywhere below the title
+    marks all its segments as examples.
     """
     out: list[Segment] = []
     block = 0
     header: str | None = None
     open_block: str | None = None  # kind of the block being extended: "item", "step", "row"
     pending_lead: int | None = None  # a sentence ending in ":" waiting for the block it introduces
-    in_example_section = bool(_EXAMPLE.search(section.rsplit(">", 1)[-1]))
+    # Any heading under the document's title: "Representative examples > Germany" is an example too.
+    headings = [h.strip() for h in section.split(">")]
+    in_example_section = any(_EXAMPLE.search(h) for h in (headings[1:] or headings))
     example_context = False  # the last sentence announced an example ("For example:")
 
     def add(kind: str, text: str) -> None:
