@@ -495,18 +495,20 @@ def check_docx_package(data: bytes, limits: UnpackLimits) -> None:
                     )
             total = 0
             for member in members:
+                xml = member.filename.lower().endswith((".xml", ".rels"))
                 with package.open(member) as stream:
-                    head = b""
+                    tail = b""  # the end of the previous block: a declaration may straddle two
                     while block := stream.read(1 << 20):
                         total += len(block)
                         if total > most:
                             raise LoadError(
                                 f"DOCX unpacks beyond the limit of {most / 1e6:g} MB (KBASSIST_MAX_UNPACKED_MB)"
                             )
-                        if len(head) < 4096:
-                            head += block[: 4096 - len(head)]
-                if member.filename.lower().endswith((".xml", ".rels")) and _DTD.search(head):
-                    raise LoadError(f"DOCX part {member.filename} declares a DTD or entities, which Word never writes")
+                        if xml and _DTD.search(tail + block):
+                            raise LoadError(
+                                f"DOCX part {member.filename} declares a DTD or entities, which Word never writes"
+                            )
+                        tail = block[-16:]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, ValueError) as exc:
         raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
 
