@@ -7,9 +7,9 @@ result; a worker that is not done by then is killed (its memory goes with it), t
 reported as taking too long, and the next file gets a fresh worker. A worker that dies (out of
 memory, a crash in a C extension) costs only the file it was reading.
 
-One worker serves every run of the process, so a normal file costs a pickle round trip (well
-under a millisecond); the first run pays the start of the worker and its imports (about half
-a second), and a run that reads nothing (every file unchanged) starts none.
+One worker serves every run of the process, so a normal file costs a pickle round trip (about
+0.1 ms measured on small files); the first file pays the start of the worker (about 0.1 s), and
+a run that reads nothing (every file unchanged) starts none.
 """
 
 from __future__ import annotations

@@ -412,3 +412,24 @@ def test_a_document_whose_file_is_gone_may_be_claimed(store: KnowledgeStore, tmp
     os.replace(first / "a.md", second / "a.md")
     report = bounded_ingest([second], store)
     assert report.ok and report.updated == ["refunds"]
+
+
+def test_the_command_line_refuses_a_takeover_unless_told_to_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from kbassist_cli import app
+
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "data"))
+    first, second = _two_folders(tmp_path)
+    (first / "refunds.md").write_text(GOOD, encoding="utf-8")
+    (second / "refunds.md").write_text(GOOD.replace("14 days", "1 year"), encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(first)]).exit_code == 0
+    refused = runner.invoke(app, ["ingest", str(second)])
+    assert refused.exit_code == 1
+    assert str(first / "refunds.md") in refused.output and str(second / "refunds.md") in refused.output
+    replaced = runner.invoke(app, ["ingest", "--replace", str(second)])
+    assert replaced.exit_code == 0, replaced.output
+    assert "1 document replaced by another file, as asked: refunds" in replaced.output
