@@ -144,12 +144,21 @@ def _docx_with(part: str, write: object) -> bytes:
     return out.getvalue()
 
 
+W_OPEN = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
+)
+W_CLOSE = b"</w:body></w:document>"
+
+
 def test_docx_zip_bomb_is_refused_before_parsing(store: KnowledgeStore, folder: Path) -> None:
     block = b"<w:p><w:r><w:t>lol</w:t></w:r></w:p>" * 30_000  # ~1 MB
 
-    def bomb(stream: io.BufferedIOBase) -> None:
+    def bomb(stream: io.BufferedIOBase) -> None:  # well-formed: a parser would build all of it
+        stream.write(W_OPEN)
         for _ in range(150):  # 150 MB of XML: above the 100 MB default
             stream.write(block)
+        stream.write(W_CLOSE)
 
     data = _docx_with("word/document.xml", bomb)
     assert len(data) < 2_000_000
@@ -159,7 +168,7 @@ def test_docx_zip_bomb_is_refused_before_parsing(store: KnowledgeStore, folder: 
 
 
 def test_docx_part_compressed_beyond_the_ratio_is_refused(store: KnowledgeStore, folder: Path) -> None:
-    data = _docx_with("word/document.xml", lambda s: [s.write(b" " * 1_000_000) for _ in range(20)])
+    data = _docx_with("word/document.xml", lambda s: [s.write(W_OPEN), *(s.write(b" " * 1_000_000) for _ in range(20)), s.write(W_CLOSE)])
     (folder / "dense.docx").write_bytes(data)  # 20 MB: within the size limit, not the ratio
     message = only_error(bounded_ingest([folder], store), "dense.docx")
     assert "KBASSIST_MAX_COMPRESSION_RATIO" in message and "word/document.xml" in message
