@@ -152,13 +152,21 @@ def ingest(
             "--prune/--no-prune", help="Remove documents deleted from a given folder. Default: on for folders."
         ),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Let a file take over the id of a document that came from another file (same `id:` or same "
+            "name below another folder). Without it that is an error and the document is kept.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Add or update documents in the knowledge base. Unchanged files are skipped.
 
     Text files that are not UTF-8 are read in the encoding detected (and the report names it);
     a second path to a file already ingested in the run (a symlink) is skipped; files of other
-    types inside a folder are listed, not ingested.
+    types inside a folder are listed, not ingested; a symlink leading out of a folder is not followed.
     """
     from tqdm import tqdm
 
@@ -187,7 +195,7 @@ def ingest(
 
     try:
         with _store_errors("Documents stored before this are intact; run the same ingest again once it is fixed."):
-            report = run_ingest(targets, store, prune=prune, progress=progress)
+            report = run_ingest(targets, store, prune=prune, progress=progress, replace=replace)
     finally:
         bar.close()
     if report.changed:

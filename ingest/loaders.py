@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,21 @@ from kb.models import AUDIENCES, DOCUMENT_METADATA_KEYS
 SIDECAR_SUFFIX = ".meta.yaml"
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.S)
 _SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How far a reader may unpack a compressed file (``KBASSIST_MAX_UNPACKED_MB``...)."""
+
+    max_unpacked_bytes: int = 100_000_000
+    max_compression_ratio: float = 100.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> UnpackLimits:
+        return cls(int(settings.max_unpacked_mb * 1_000_000), float(settings.max_compression_ratio))
+
+
+DEFAULT_LIMITS = UnpackLimits()
 
 
 @dataclass
@@ -171,9 +188,45 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     return _parse_yaml(match.group(1), "front matter"), text[match.end() :]
 
 
+# Metadata is a few flat keys; a document of more nodes than this is not metadata.
+MAX_YAML_NODES = 10_000
+
+
+class _MetadataLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases, and with a bound on the number of nodes.
+
+    An alias (``*name``) makes one node stand for another; nine levels of ten aliases each (the
+    "billion laughs", a few hundred bytes) build a value of billions of items. Front matter and
+    sidecars never need them, so the first alias is an error, before anything is expanded.
+    """
+
+    nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in metadata", event.start_mark
+            )
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_YAML_NODES} values: not document metadata", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(source: str) -> Any:
+    loader = _MetadataLoader(source)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml(source: str, what: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(source) or {}
+        data = _load_yaml(source) or {}
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid {what}: {str(exc).splitlines()[0]}") from exc
     except (ValueError, OverflowError, RecursionError) as exc:
@@ -189,7 +242,7 @@ def _parse_yaml(source: str, what: str) -> dict[str, Any]:
 # -- formats ----------------------------------------------------------------------------------
 
 
-def _read_markdown(data: bytes) -> tuple[str, dict[str, Any]]:
+def _read_markdown(data: bytes, limits: UnpackLimits = DEFAULT_LIMITS) -> tuple[str, dict[str, Any]]:
     meta, body = _split_front_matter(_decode(data))
     return body, meta
 
@@ -202,7 +255,23 @@ def _list_start(value: Any) -> int:
         return 1
 
 
-def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
+# Inline styles that keep an element from being shown: its text is never ingested.
+_HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse))\b", re.I)
+_NEVER_SHOWN = ["script", "style", "noscript", "template"]
+
+
+def _is_hidden(tag: Any) -> bool:
+    """Whether a browser hides the element (or hides it from every reader, screen readers included)."""
+    attrs = tag.attrs or {}
+    if "hidden" in attrs:
+        return True
+    if str(attrs.get("aria-hidden", "")).strip().lower() == "true":
+        return True
+    style = attrs.get("style")
+    return bool(style) and bool(_HIDDEN_STYLE.search(str(style)))
+
+
+def _read_html(data: bytes, limits: UnpackLimits = DEFAULT_LIMITS) -> tuple[str, dict[str, Any]]:
     from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
     soup = BeautifulSoup(_decode(data), "html.parser")
@@ -213,7 +282,12 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
             meta[name] = str(tag.get("content") or "")
     if soup.title and soup.title.string and "title" not in meta:
         meta["title"] = soup.title.string.strip()
-    for junk in soup.find_all(["script", "style", "nav", "footer", "header", "aside", "noscript", "form", "template"]):
+    # Text a reader of the page never sees is not policy: a hidden block may hold anything
+    # (an "override password", instructions to the answering model), so it is dropped first.
+    for hidden in [t for t in soup.find_all(True) if _is_hidden(t)]:
+        if not hidden.decomposed:
+            hidden.decompose()
+    for junk in soup.find_all([*_NEVER_SHOWN, "nav", "footer", "header", "aside", "form"]):
         junk.decompose()
     root = soup.body or soup
     out: list[str] = []
@@ -276,24 +350,40 @@ def _read_html(data: bytes) -> tuple[str, dict[str, Any]]:
     return "\n".join(out), meta
 
 
-def _read_pdf(data: bytes) -> tuple[str, dict[str, Any]]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _read_pdf(data: bytes, limits: UnpackLimits = DEFAULT_LIMITS) -> tuple[str, dict[str, Any]]:
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError, PyPdfError
 
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise LoadError("encrypted PDF (remove the password and re-export)")
-        lines: list[_PdfLine] = []
-        for page in reader.pages:
-            lines.extend(_pdf_page_lines(page))
-    except LoadError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        raise LoadError(f"corrupt or unreadable PDF: {exc}") from exc
+    most = limits.max_unpacked_bytes
     meta: dict[str, Any] = {}
-    if reader.metadata and reader.metadata.title:
-        meta["title"] = str(reader.metadata.title)
+    # pypdf's own bounds, set to ours: a stream that inflates past them raises LimitReachedError.
+    with apply_configuration(
+        maximum_declared_stream_length=most,
+        array_based_stream_maximum_output_length=most,
+        jbig2_maximum_output_length=most,
+        lzw_maximum_output_length=most,
+        run_length_maximum_output_length=most,
+        zlib_maximum_output_length=most,
+        brotli_maximum_output_length=most,
+        image_maximum_buffer_size=most,
+    ):
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise LoadError("encrypted PDF (remove the password and re-export)")
+            lines: list[_PdfLine] = []
+            for page in reader.pages:
+                lines.extend(_pdf_page_lines(page))
+            if reader.metadata and reader.metadata.title:
+                meta["title"] = str(reader.metadata.title)
+        except LoadError:
+            raise
+        except LimitReachedError as exc:
+            raise LoadError(
+                f"PDF unpacks beyond the limit of {most / 1e6:g} MB (KBASSIST_MAX_UNPACKED_MB): {exc}"
+            ) from exc
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, zlib.error) as exc:
+            raise LoadError(f"corrupt or unreadable PDF: {exc}") from exc
     return _pdf_lines_to_markdown(lines), meta
 
 
@@ -374,15 +464,66 @@ def _pdf_lines_to_markdown(lines: list[_PdfLine]) -> str:
     return "\n".join(out)
 
 
-def _read_docx(data: bytes) -> tuple[str, dict[str, Any]]:
+_DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.I)
+_RATIO_CHECKED_ABOVE = 1_000_000  # small parts may compress very well (empty styles, repeated tags)
+
+
+def check_docx_package(data: bytes, limits: UnpackLimits) -> None:
+    """Refuse a DOCX that would unpack beyond the limits, before any XML of it is parsed.
+
+    The sizes the zip declares are checked first (total, and the ratio of each large part);
+    every part is then inflated in pieces, counting, so a zip whose headers understate a part
+    is stopped at the limit too (and a truncated one found). XML parts may not declare a DTD:
+    Word never writes one, and entity definitions are how an XML bomb multiplies its text.
+    """
+    most = limits.max_unpacked_bytes
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            members = package.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > most:
+                raise LoadError(
+                    f"DOCX unpacks to {declared / 1e6:.0f} MB, above the limit of {most / 1e6:g} MB "
+                    "(KBASSIST_MAX_UNPACKED_MB)"
+                )
+            for member in members:
+                ratio = member.file_size / max(member.compress_size, 1)
+                if member.file_size > _RATIO_CHECKED_ABOVE and ratio > limits.max_compression_ratio:
+                    raise LoadError(
+                        f"DOCX part {member.filename} unpacks to {ratio:.0f} times its packed size, above the limit "
+                        f"of {limits.max_compression_ratio:g} (KBASSIST_MAX_COMPRESSION_RATIO): a zip bomb?"
+                    )
+            total = 0
+            for member in members:
+                xml = member.filename.lower().endswith((".xml", ".rels"))
+                with package.open(member) as stream:
+                    tail = b""  # the end of the previous block: a declaration may straddle two
+                    while block := stream.read(1 << 20):
+                        total += len(block)
+                        if total > most:
+                            raise LoadError(
+                                f"DOCX unpacks beyond the limit of {most / 1e6:g} MB (KBASSIST_MAX_UNPACKED_MB)"
+                            )
+                        if xml and _DTD.search(tail + block):
+                            raise LoadError(
+                                f"DOCX part {member.filename} declares a DTD or entities, which Word never writes"
+                            )
+                        tail = block[-16:]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, ValueError) as exc:
+        raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
+
+
+def _read_docx(data: bytes, limits: UnpackLimits = DEFAULT_LIMITS) -> tuple[str, dict[str, Any]]:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
+    from lxml import etree
 
+    check_docx_package(data, limits)
     try:
         document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
+    except (zipfile.BadZipFile, KeyError, ValueError, etree.LxmlError, EOFError, zlib.error) as exc:
+        raise LoadError(f"corrupt or unreadable DOCX: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
     out: list[str] = []
     counters: dict[int, int] = {}
     for element in document.element.body.iterchildren():
@@ -423,7 +564,7 @@ def _read_docx(data: bytes) -> tuple[str, dict[str, Any]]:
     return "\n".join(out), meta
 
 
-READERS: dict[str, tuple[str, Callable[[bytes], tuple[str, dict[str, Any]]]]] = {
+READERS: dict[str, tuple[str, Callable[[bytes, UnpackLimits], tuple[str, dict[str, Any]]]]] = {
     ".md": ("markdown", _read_markdown),
     ".markdown": ("markdown", _read_markdown),
     ".txt": ("text", _read_markdown),
@@ -466,8 +607,26 @@ def _normalise_metadata(raw: dict[str, Any], text: str, path: Path) -> dict[str,
     return meta
 
 
-def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
-    """Read, decode and clean one file. Raises :class:`LoadError` with a one-line reason."""
+def load_document(path: Path, root: Path, max_bytes: int, limits: UnpackLimits = DEFAULT_LIMITS) -> LoadedDocument:
+    """Read, decode and clean one file. Raises :class:`LoadError` with a one-line reason.
+
+    Any other exception a reader's library raises on a hostile or broken file becomes a
+    :class:`LoadError` naming its type, so one file never ends the run.
+    """
+    try:
+        return _load_document(path, root, max_bytes, limits)
+    except (LoadError, KeyboardInterrupt):
+        raise
+    except MemoryError as exc:
+        raise LoadError("ran out of memory while reading the file") from exc
+    except RecursionError as exc:
+        raise LoadError("nested too deeply to read (RecursionError)") from exc
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise LoadError(f"unreadable: unexpected {type(exc).__name__}" + (f": {reason}" if reason else "")) from exc
+
+
+def _load_document(path: Path, root: Path, max_bytes: int, limits: UnpackLimits) -> LoadedDocument:
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise LoadError(f"unsupported file type {suffix or '(none)'} (supported: {', '.join(sorted(READERS))})")
@@ -481,7 +640,13 @@ def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
             )
         data = path.read_bytes()
         sidecar = sidecar_for(path)
-        sidecar_bytes = sidecar.read_bytes() if sidecar.is_file() else b""
+        sidecar_bytes = b""
+        if sidecar.is_file():
+            if not _inside(sidecar, root):
+                raise LoadError(f"sidecar {sidecar.name} links to a file outside {root}; not read")
+            if sidecar.stat().st_size > max_bytes:
+                raise LoadError(f"sidecar {sidecar.name} is above the {max_bytes / 1e6:.0f} MB limit")
+            sidecar_bytes = sidecar.read_bytes()
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
     fmt, reader = READERS[suffix]
@@ -489,9 +654,9 @@ def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
     if fmt in TEXT_FORMATS:
         # Decoded once here, to learn the encoding; the reader then gets plain UTF-8.
         decoded, encoding = decode_text(data)
-        body, meta = reader(decoded.encode("utf-8"))
+        body, meta = reader(decoded.encode("utf-8"), limits)
     else:
-        body, meta = reader(data)
+        body, meta = reader(data, limits)
     if sidecar_bytes:
         meta.update(_parse_yaml(_decode(sidecar_bytes), f"sidecar {sidecar.name}"))
     text = clean_text(body)
@@ -511,6 +676,11 @@ def load_document(path: Path, root: Path, max_bytes: int) -> LoadedDocument:
         encoding=encoding,
         audience_defaulted=audience_defaulted,
     )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, its links followed, is inside ``root`` (links followed too)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
 
 
 def _digest(data: bytes, sidecar_bytes: bytes) -> str:

@@ -22,18 +22,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.capture import fold, library_messages
+from ingest.capture import fold
 from ingest.chunker import CHUNKER_VERSION, ChunkSpec, chunk_text
 from ingest.errors import LoadError
 from ingest.loaders import (
     SIDECAR_SUFFIX,
     LoadedDocument,
+    UnpackLimits,
     doc_id_for,
     file_digest,
     is_supported,
     legacy_doc_id_for,
-    load_document,
 )
+from ingest.worker import FileLoadError, FileReader
 from kb.embedding import EMBEDDING_ID
 from kb.models import Chunk, DocumentRecord
 from kb.segments import SEGMENTER_VERSION, chunk_segments, embedding_text, segment_id
@@ -59,6 +60,23 @@ class Duplicate:
     same_as: Path
 
 
+@dataclass(frozen=True)
+class OutsideLink:
+    """A symlink in a folder being ingested that leads out of it (to /etc/passwd, another share...)."""
+
+    path: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A document id taken over, as asked (``replace=True``), by a file other than the one it came from."""
+
+    doc_id: str
+    old_path: str
+    new_path: str
+
+
 @dataclass
 class IngestReport:
     """What one run did, per outcome."""
@@ -71,6 +89,8 @@ class IngestReport:
     renamed: list[tuple[str, str]] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    outside: list[OutsideLink] = field(default_factory=list)  # links out of a given folder, not followed
+    replaced: list[Replaced] = field(default_factory=list)  # ids moved to another file on request
     unsupported: list[Path] = field(default_factory=list)  # files in a given folder of a type not read
     no_audience: list[str] = field(default_factory=list)  # documents made internal for want of an audience
     encodings: dict[str, str] = field(default_factory=dict)  # file -> encoding, for text not in UTF-8
@@ -109,6 +129,12 @@ class IngestReport:
         if self.duplicates:
             same = ", ".join(f"{d.path.name} (same file as {d.same_as.name})" for d in self.duplicates)
             lines.append(f"{_count(self.duplicates, 'path')} to a file already ingested in this run skipped: {same}")
+        if self.outside:
+            links = ", ".join(f"{o.path.name} → {o.target}" for o in self.outside)
+            lines.append(f"{_count(self.outside, 'symlink')} to outside the folder skipped (not followed): {links}")
+        if self.replaced:
+            moved = ", ".join(f"{r.doc_id} (was {r.old_path})" for r in self.replaced)
+            lines.append(f"{_count(self.replaced, 'document')} replaced by another file, as asked: {moved}")
         if self.unsupported:
             kinds = Counter(p.suffix.lower() or "(no extension)" for p in self.unsupported)
             listed = ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items()))
@@ -130,6 +156,8 @@ class IngestReport:
             "renamed": [{"old": old, "new": new} for old, new in self.renamed],
             "errors": [str(e) for e in self.errors],
             "duplicates": [{"path": str(d.path), "same_as": str(d.same_as)} for d in self.duplicates],
+            "outside": [{"path": str(o.path), "target": str(o.target)} for o in self.outside],
+            "replaced": [{"doc_id": r.doc_id, "old_path": r.old_path, "new_path": r.new_path} for r in self.replaced],
             "unsupported": [str(p) for p in self.unsupported],
             "no_audience": self.no_audience,
             "encodings": self.encodings,
@@ -164,6 +192,7 @@ class Discovery:
     errors: list[FileError] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    outside: list[OutsideLink] = field(default_factory=list)
     unsupported: list[Path] = field(default_factory=list)
 
 
@@ -174,6 +203,7 @@ def discover(paths: Iterable[Path]) -> Discovery:
     is a :class:`Duplicate`, not a second document; when one of the paths is the file itself,
     that one is kept. Files inside a folder that no reader handles are listed in
     ``unsupported`` (hidden files and metadata sidecars are not: they are never documents).
+    A symlink inside a folder that leads out of it is not followed: it is listed in ``outside``.
     """
     found = Discovery()
     by_real: dict[Path, int] = {}
@@ -200,6 +230,11 @@ def discover(paths: Iterable[Path]) -> Discovery:
                 rel = file.relative_to(path)
                 if any(p.startswith(".") for p in rel.parts) or not file.is_file():
                     continue
+                target = Path(os.path.realpath(file))
+                if not target.is_relative_to(path):
+                    found.outside.append(OutsideLink(file, target))
+                    log.info("skipped file=%s reason=link to %s, outside the folder", file, target)
+                    continue
                 if is_supported(file):
                     add(Source(file, path, True))
                 elif not file.name.endswith(SIDECAR_SUFFIX):
@@ -222,12 +257,17 @@ def ingest(
     store: KnowledgeStore,
     prune: bool | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    replace: bool = False,
 ) -> IngestReport:
     """Bring the store in line with ``paths``.
 
     ``prune`` (default: on when a folder is given) removes documents that were ingested from one
     of the given folders and are no longer there. ``progress(done, total, current_file)`` is
     called once per file.
+
+    A file whose document id belongs to a document from another file that still exists (the same
+    ``id:`` in its front matter, or the same name below another folder) is an error naming both,
+    and the document stays as it is; ``replace=True`` lets the new file take the id over.
     """
     started = time.perf_counter()
     settings = store.settings
@@ -238,11 +278,34 @@ def ingest(
     found = discover(paths)
     sources, roots = found.sources, found.roots
     report.errors, report.duplicates, report.unsupported = found.errors, found.duplicates, found.unsupported
+    report.outside = found.outside
     known = {d.doc_id: d for d in store.documents()}
+    with FileReader(max_bytes, UnpackLimits.from_settings(settings), settings.parse_timeout_s) as reader:
+        seen_ids, id_of_path = _ingest_sources(sources, store, known, reader, report, signature, spec, progress, replace)
+    _prune(store, report, known, seen_ids, id_of_path, roots, prune)
+    report.seconds = time.perf_counter() - started
+    log.info("ingest finished: %s", " | ".join(report.summary_lines()))
+    return report
+
+
+def _ingest_sources(
+    sources: Sequence[Source],
+    store: KnowledgeStore,
+    known: dict[str, DocumentRecord],
+    reader: FileReader,
+    report: IngestReport,
+    signature: str,
+    spec: ChunkSpec,
+    progress: Callable[[int, int, str], None] | None,
+    replace: bool,
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Read, chunk, embed and write each source; returns the ids seen (id → file) and each file's id."""
+    settings = store.settings
     by_path = {d.path: d for d in known.values()}
     seen_ids: dict[str, Path] = {}
     id_of_path: dict[str, str] = {}
     pending: list[tuple[LoadedDocument, list[Chunk]]] = []
+    replaced: list[Replaced] = []
 
     def flush() -> None:
         if not pending:
@@ -285,6 +348,8 @@ def ingest(
         for doc, chunks in pending:
             report.chunks_written += len(chunks)
             (report.updated if doc.doc_id in known else report.added).append(doc.doc_id)
+        written = {doc.doc_id for doc, _ in pending}
+        report.replaced.extend(r for r in replaced if r.doc_id in written)
         pending.clear()
 
     for done, source in enumerate(sources, start=1):
@@ -302,19 +367,28 @@ def ingest(
                 seen_ids[previous.doc_id] = source.path
                 id_of_path[key] = previous.doc_id
                 continue
-            with library_messages() as notes:
-                try:
-                    doc = load_document(source.path, source.root, max_bytes)
-                except LoadError as exc:
-                    raise LoadError(f"{exc} ({fold(notes)})" if notes else str(exc)) from exc
-            if notes:
-                log.info("read file=%s with library warnings: %s", source.path, fold(notes))
+            try:
+                loaded = reader.read(source.path, source.root)
+            except FileLoadError as exc:
+                raise LoadError(f"{exc} ({fold(exc.notes)})" if exc.notes else str(exc)) from exc
+            doc = loaded.document
+            if loaded.notes:
+                log.info("read file=%s with library warnings: %s", source.path, fold(loaded.notes))
             if doc.doc_id in seen_ids:
                 raise LoadError(
                     f"its document id {doc.doc_id!r} is already taken by {seen_ids[doc.doc_id]} in this run; "
                     f"both {seen_ids[doc.doc_id].name} and {source.path.name} map to it. Rename one, or give one "
                     "an `id:` in its front matter"
                 )
+            owner = known.get(doc.doc_id)
+            if owner is not None and _claims_other_file(owner, source.path):
+                if not replace:
+                    raise LoadError(
+                        f"its document id {doc.doc_id!r} belongs to {owner.path}, already in the knowledge base; "
+                        f"{source.path.name} would replace that document. Give one of them another `id:` in its "
+                        "front matter or move it, or ingest with --replace to replace it"
+                    )
+                replaced.append(Replaced(doc.doc_id, owner.path, key))
             chunks = chunk_text(doc.doc_id, doc.text, doc.metadata["title"], spec, _chunk_metadata(doc))
         except LoadError as exc:
             report.errors.append(FileError(source.path, str(exc)))
@@ -322,6 +396,10 @@ def ingest(
             continue
         except OSError as exc:
             report.errors.append(FileError(source.path, f"cannot read: {exc.strerror or exc}"))
+            continue
+        except Exception as exc:  # a bug or a library surprise costs this file only, never the run
+            report.errors.append(FileError(source.path, f"unexpected {type(exc).__name__}: {exc}"))
+            log.warning("skipped file=%s after an unexpected error", source.path, exc_info=True)
             continue
         seen_ids[doc.doc_id] = source.path
         id_of_path[key] = doc.doc_id
@@ -336,7 +414,19 @@ def ingest(
         if sum(len(c) for _, c in pending) >= settings.ingest_group_chunks:
             flush()
     flush()
+    return seen_ids, id_of_path
 
+
+def _prune(
+    store: KnowledgeStore,
+    report: IngestReport,
+    known: dict[str, DocumentRecord],
+    seen_ids: dict[str, Path],
+    id_of_path: dict[str, str],
+    roots: Sequence[Path],
+    prune: bool | None,
+) -> None:
+    """Remove what is gone: a document whose file got another id, or vanished from a given folder."""
     failed_paths = {str(e.path) for e in report.errors}
     prune = bool(roots) if prune is None else prune
     for record in known.values():
@@ -351,9 +441,19 @@ def ingest(
                 report.renamed.append((record.doc_id, new_id))
             else:
                 report.deleted.append(record.doc_id)
-    report.seconds = time.perf_counter() - started
-    log.info("ingest finished: %s", " | ".join(report.summary_lines()))
-    return report
+
+
+def _claims_other_file(owner: DocumentRecord, path: Path) -> bool:
+    """Whether ``path`` is another file than the one the stored document came from, which is still there.
+
+    The same file by another way (a symlink, the folder given by another name) is not a claim,
+    and neither is a file whose original is gone (moved or renamed with its ``id:``).
+    """
+    if not owner.path:
+        return False
+    if os.path.realpath(owner.path) == os.path.realpath(path):
+        return False
+    return os.path.exists(owner.path)
 
 
 def _segments(chunks: Sequence[Chunk]) -> list[tuple[str, str]]:

@@ -91,6 +91,24 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(default=48, ge=0, le=1024)
 
     max_file_mb: float = Field(default=25.0, gt=0, description="Files above this size are rejected at ingest.")
+    # Limits against hostile input: a small file that unpacks to gigabytes, a parser that never ends.
+    max_unpacked_mb: float = Field(
+        default=100.0,
+        gt=0,
+        description="Most a file may unpack to at ingest: the parts of a DOCX together, each stream of a PDF.",
+    )
+    max_compression_ratio: float = Field(
+        default=100.0,
+        ge=1,
+        description="A DOCX part of over 1 MB that unpacks to more than this many times its packed size is rejected.",
+    )
+    parse_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Longest time one file may take to be read (in a worker process, stopped when it is over); "
+        "0 reads in the ingest process itself, without a limit.",
+    )
 
     # Retrieval and answering.
     candidates: int = Field(default=30, ge=1, le=500, description="Candidates taken from each retriever before fusion.")

@@ -183,6 +183,7 @@ def test_ids_made_by_the_old_slug_are_renamed_and_reported(
     (folder / "refunds.md").write_text(FRONT + "# Refunds\n\nWithin 14 days.", encoding="utf-8")
     with monkeypatch.context() as old_release:  # the knowledge base an older release left behind
         old_release.setattr(loaders, "slugify", legacy_slugify)
+        old_release.setattr(store.settings, "parse_timeout_s", 0.0)  # read here, where the patch is
         assert sorted(ingest([folder], store).added) == ["bersicht-zahlungsmethoden", "refunds"]
     report = ingest([folder], store)
     assert report.renamed == [("bersicht-zahlungsmethoden", "ubersicht-zahlungsmethoden")]

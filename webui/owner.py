@@ -64,14 +64,19 @@ def render(services: Services, identity: StaffIdentity) -> None:
 
 
 def _run_ingest(
-    services: Services, actor: str, paths: list[Path], prune: bool | None, action: str = "kb.ingest"
+    services: Services,
+    actor: str,
+    paths: list[Path],
+    prune: bool | None,
+    action: str = "kb.ingest",
+    replace: bool = False,
 ) -> IngestReport:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, name: str) -> None:
         bar.progress(done / max(total, 1), text=f"{done} of {total} · {name}")
 
-    report = ingest(paths, services.store, prune=prune, progress=progress)
+    report = ingest(paths, services.store, prune=prune, progress=progress, replace=replace)
     if report.changed:
         bar.progress(1.0, text="Preparing search…")
         services.assistant.retriever.lexical.prepare()  # the next question maps these, instead of building them
@@ -87,12 +92,18 @@ def _ingest_section(services: Services, actor: str) -> None:
         "Markdown, text, HTML, PDF and Word. Metadata (audience, market, review date…) comes from front matter or a "
         f"`<file>{SIDECAR_SUFFIX}` sidecar; a document without an audience is internal only."
     )
+    replace = st.checkbox(
+        "Let a file replace a document that came from another file (same id)",
+        value=False,
+        key="owner_replace",
+        help="Without it, a file whose id is already a document from another file is an error naming both.",
+    )
     upload, folder = st.columns(2)
     with upload:
         files = st.file_uploader("Upload files", type=UPLOAD_TYPES, accept_multiple_files=True, key="owner_upload")
         if st.button("Ingest uploaded files", disabled=not files, key="owner_ingest_upload"):
             saved = save_uploads(services.settings.uploads_path, [(f.name, f.getvalue()) for f in files or []])
-            _run_ingest(services, actor, saved, prune=False, action="kb.upload")
+            _run_ingest(services, actor, saved, prune=False, action="kb.upload", replace=replace)
     with folder:
         path = st.text_input("Or a folder on the server", key="owner_folder", placeholder="/srv/policies")
         prune = st.checkbox("Remove documents deleted from this folder", value=True, key="owner_prune")
@@ -101,7 +112,7 @@ def _ingest_section(services: Services, actor: str) -> None:
             if not target.is_dir():
                 st.error(f"No folder at {target}.")
             else:
-                _run_ingest(services, actor, [target], prune=prune)
+                _run_ingest(services, actor, [target], prune=prune, replace=replace)
 
     report: IngestReport | None = st.session_state.get("owner_ingest_report")
     if report is not None:

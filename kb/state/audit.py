@@ -99,6 +99,7 @@ def ingest_details(report: Any) -> dict[str, Any]:
         "added": list(report.added),
         "updated": list(report.updated),
         "deleted": list(report.deleted),
+        "replaced": [r.doc_id for r in getattr(report, "replaced", [])],
         "unchanged": len(report.unchanged),
         "failed": len(report.errors),
         "chunks_written": report.chunks_written,
