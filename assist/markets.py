@@ -108,7 +108,7 @@ def row_text(text: str, market: str | None) -> str | None:
     another market's row.
 
     Market columns: "First late fee: 60 SEK, 10 days after the due date (Sweden)", or with no
-    market known, every market labelled. A row for one market: "SE: 21 days" style cells
+    market known, every market labelled (with a market the table has no column for, ``None``). A row for one market: "SE: 21 days" style cells
     joined with their column names.
     """
     row = Row.parse(text)
@@ -129,6 +129,8 @@ def row_text(text: str, market: str | None) -> str | None:
     if market and market in columns:
         value = row.cells[columns[market]]
         return f"{lead}: {value} ({DISPLAY.get(market, market)})" if lead else f"{value} ({DISPLAY.get(market, market)})"
+    if market:  # a market the table has no column for: its values are all for someone else
+        return None
     values = "; ".join(f"{DISPLAY.get(m, m)}: {row.cells[i]}" for m, i in columns.items() if row.cells[i])
     return f"{lead} — {values}" if lead else values
 

@@ -73,6 +73,8 @@ def test_market_columns_become_one_line_for_the_market() -> None:
     both = row_text(row, None)
     assert both == "First late fee — Sweden: 60 SEK, 10 days late; Germany: 2.50 EUR, 7 days late"
     assert "|" not in both
+    # Asked from a market the table has no column for: nothing in it is that market's rule.
+    assert row_text(row, "DK") is None
 
 
 def test_a_row_for_another_market_is_dropped() -> None:
