@@ -30,11 +30,17 @@ TOKEN = "kb-token-5f3a9c1e7d"
 WRONG = "kb-token-wrong-0000"
 QUESTION = "how many days do I have to return an item"
 RETRIES = 3
+CHROMA_0X_AUTH_ENV = {
+    "CHROMA_SERVER_AUTHN_PROVIDER": "chromadb.auth.token_authn.TokenAuthenticationServerProvider",
+    "CHROMA_SERVER_AUTHN_CREDENTIALS": TOKEN,
+    "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": "Authorization",
+}
 
 
 @pytest.fixture(scope="module")
 def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path_factory.mktemp("chroma-behind-proxy"))
+    # The server-side auth settings of chromadb's 0.x Python server; `chroma run` ignores them.
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-behind-proxy"), env=CHROMA_0X_AUTH_ENV)
     server.start()
     try:
         yield server
@@ -72,7 +78,8 @@ def _ingest_and_ask(settings: Settings, docs_dir: Path) -> None:
 
 
 def test_chroma_run_itself_serves_anyone(chroma: ChromaServer) -> None:
-    """Why the proxy is needed: with no credentials at all, ``chroma run`` lists and creates collections.
+    """Why the proxy is needed: started with the 0.x token settings, ``chroma run`` still lists and
+    creates collections for a request with no credentials at all.
 
     If a later chromadb starts refusing here, its own auth can replace the proxy (README "Chroma server").
     """
