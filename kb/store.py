@@ -19,7 +19,10 @@ exposes are wrapped, so callers that use ``store.chunks`` directly get the same 
 - With a server, a request that fails to connect (server restarting, connection dropped) is
   retried with capped, jittered exponential backoff, then reported as :class:`StoreUnavailable`
   naming the URL. Retrying writes is safe for the same reason re-running an ingest is: chunk ids
-  are content-derived and the write order above converges. Other errors are not retried.
+  are content-derived and the write order above converges. A 502-504 from a proxy in front of
+  the server counts as not connecting. Other errors are not retried.
+- A server (or its authenticating proxy) that refuses the credentials (401/403) raises
+  :class:`StoreAuthError` at once, naming the settings that carry them, never their values.
 - A write that fails (disk full, read-only folder) raises :class:`StoreWriteError` with the
   reason the operating system gives, which Chroma's own message leaves out. What was written
   before stays consistent, by the write order above.
@@ -59,10 +62,6 @@ _SEGMENTS_SUFFIX = "__segments"
 
 T = TypeVar("T")
 
-# What chromadb's HttpClient lets through when the server is down or drops the connection: it
-# raises httpx's transport errors unchanged (ConnectError "[Errno 111] Connection refused" for
-# a stopped server; ReadError/RemoteProtocolError for one that dies mid-request). httpx's
-# UnsupportedProtocol and ProxyError are configuration mistakes, so they are not in this list.
 class ServerBusy(httpx.HTTPStatusError):
     """The server, or the proxy in front of it, answered 502, 503 or 504: Chroma is not reachable right now.
 
@@ -71,6 +70,11 @@ class ServerBusy(httpx.HTTPStatusError):
     """
 
 
+# What chromadb's HttpClient lets through when the server is down or drops the connection: it
+# raises httpx's transport errors unchanged (ConnectError "[Errno 111] Connection refused" for
+# a stopped server; ReadError/RemoteProtocolError for one that dies mid-request). httpx's
+# UnsupportedProtocol and ProxyError are configuration mistakes, so they are not in this list.
+# ServerBusy is what the store's own response check raises for a 502-504 (see _configure_session).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     httpx.NetworkError,
     httpx.TimeoutException,

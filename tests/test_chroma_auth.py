@@ -158,6 +158,14 @@ def test_wrong_token_is_a_clear_error_naming_the_setting_not_the_value(
     assert all(WRONG not in r.getMessage() for r in caplog.records)
 
 
+def test_refusal_past_an_open_heartbeat_is_still_a_clear_error(chroma: ChromaServer, tmp_path: Path) -> None:
+    """A proxy may let health checks through: the refusal then comes at chromadb's first request."""
+    with AuthProxy(chroma.url, "Authorization", f"Bearer {TOKEN}", open_paths=frozenset({"/api/v2/heartbeat"})) as proxy:
+        with pytest.raises(StoreAuthError, match=r"refused the request \(HTTP 401 Unauthorized: no credentials"):
+            KnowledgeStore(settings_for(proxy.url, tmp_path))
+        assert proxy.seen == {"forwarded": 1, "missing": 1}
+
+
 def test_token_revoked_while_running_fails_the_next_request_once(
     proxy: AuthProxy, tmp_path: Path, docs_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
