@@ -8,12 +8,13 @@ Nothing else in the code base reads ``os.environ`` for configuration.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +23,9 @@ from pydantic_settings import (
 )
 
 KNOWLEDGE_BASES = ("default", "demo")
+# RFC 9110 field names; values: visible ASCII, space and tab (no CR/LF, which would split a header).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 DEMO_SUFFIX = "-demo"
 
 
@@ -38,7 +42,8 @@ def _config_file() -> Path:
 class Settings(BaseSettings):
     """Every tunable of kbassist. See README "Settings" for the environment variable names."""
 
-    model_config = SettingsConfigDict(env_prefix="KBASSIST_", extra="ignore")
+    # An invalid value is reported by field name and reason only, never echoed: several are secrets.
+    model_config = SettingsConfigDict(env_prefix="KBASSIST_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Embedded Chroma data and caches.")
     chroma_url: str | None = Field(
@@ -51,6 +56,22 @@ class Settings(BaseSettings):
         default="default",
         description="Which knowledge base: 'default' (yours) or 'demo' (the bundled demo, written by "
         "`kbassist ingest --demo`), kept in its own collection, interaction log and evaluation runs.",
+    )
+    # Credentials for a Chroma server, checked by the authenticating proxy in front of it (README
+    # "Chroma server"): `chroma run` itself accepts every request.
+    chroma_token: SecretStr | None = Field(
+        default=None,
+        description="Token sent with every Chroma server request, in the header named by chroma_token_header.",
+    )
+    chroma_token_header: str = Field(
+        default="Authorization",
+        description="Header carrying chroma_token: 'Authorization' sends 'Bearer TOKEN'; any other "
+        "header (e.g. 'X-Chroma-Token') carries the bare token.",
+    )
+    chroma_headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Further headers sent with every Chroma server request, as a JSON object in the "
+        'environment (KBASSIST_CHROMA_HEADERS=\'{"X-Api-Key": "..."}\') or a table in the config file.',
     )
     # A Chroma server that stops answering mid-run (restart, network blip) is retried; the embedded store is not.
     chroma_retries: int = Field(
@@ -226,6 +247,69 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("chroma_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):  # a token read from a file often ends with a newline
+            return value.strip() or None
+        return value
+
+    @field_validator("chroma_token_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError("must be an HTTP header name such as Authorization or X-Chroma-Token")
+        return value
+
+    @field_validator("chroma_token")
+    @classmethod
+    def _token_value(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _HEADER_VALUE.fullmatch(value.get_secret_value()):
+            raise ValueError("may hold only printable ASCII characters (no line breaks)")
+        return value
+
+    @field_validator("chroma_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if not _HEADER_VALUE.fullmatch(secret.get_secret_value()):
+                raise ValueError(f"the value of {name} may hold only printable ASCII characters (no line breaks)")
+        return value
+
+    @model_validator(mode="after")
+    def _token_header_once(self) -> Settings:
+        if self.chroma_token is not None and self.chroma_token_header.lower() in {n.lower() for n in self.chroma_headers}:
+            raise ValueError(
+                f"the {self.chroma_token_header} header is set twice, by chroma_token and by chroma_headers; keep one"
+            )
+        return self
+
+    def chroma_request_headers(self) -> dict[str, str]:
+        """The headers every Chroma server request carries: ``chroma_headers``, then the token.
+
+        These are secrets: pass them to the HTTP client, never to a log line or a message.
+        """
+        headers = {name: value.get_secret_value() for name, value in self.chroma_headers.items()}
+        if self.chroma_token is not None:
+            token = self.chroma_token.get_secret_value()
+            is_authorization = self.chroma_token_header.lower() == "authorization"
+            headers[self.chroma_token_header] = f"Bearer {token}" if is_authorization else token
+        return headers
+
+    @property
+    def chroma_credentials(self) -> str:
+        """Which credential settings are in use, by name (for messages): never their values."""
+        names = []
+        if self.chroma_token is not None:
+            names.append(f"KBASSIST_CHROMA_TOKEN (sent in {self.chroma_token_header})")
+        if self.chroma_headers:
+            names.append("KBASSIST_CHROMA_HEADERS (" + ", ".join(sorted(self.chroma_headers)) + ")")
+        return " and ".join(names)
 
     @classmethod
     def settings_customise_sources(

@@ -19,7 +19,10 @@ exposes are wrapped, so callers that use ``store.chunks`` directly get the same 
 - With a server, a request that fails to connect (server restarting, connection dropped) is
   retried with capped, jittered exponential backoff, then reported as :class:`StoreUnavailable`
   naming the URL. Retrying writes is safe for the same reason re-running an ingest is: chunk ids
-  are content-derived and the write order above converges. Other errors are not retried.
+  are content-derived and the write order above converges. A 502-504 from a proxy in front of
+  the server counts as not connecting. Other errors are not retried.
+- A server (or its authenticating proxy) that refuses the credentials (401/403) raises
+  :class:`StoreAuthError` at once, naming the settings that carry them, never their values.
 - A write that fails (disk full, read-only folder) raises :class:`StoreWriteError` with the
   reason the operating system gives, which Chroma's own message leaves out. What was written
   before stays consistent, by the write order above.
@@ -37,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, cast
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 import chromadb
 import httpx
@@ -59,22 +62,41 @@ _SEGMENTS_SUFFIX = "__segments"
 
 T = TypeVar("T")
 
+class ServerBusy(httpx.HTTPStatusError):
+    """The server, or the proxy in front of it, answered 502, 503 or 504: Chroma is not reachable right now.
+
+    An authenticating proxy answers so while the Chroma behind it restarts, so it is retried like
+    a refused connection.
+    """
+
+
 # What chromadb's HttpClient lets through when the server is down or drops the connection: it
 # raises httpx's transport errors unchanged (ConnectError "[Errno 111] Connection refused" for
 # a stopped server; ReadError/RemoteProtocolError for one that dies mid-request). httpx's
 # UnsupportedProtocol and ProxyError are configuration mistakes, so they are not in this list.
+# ServerBusy is what the store's own response check raises for a 502-504 (see _configure_session).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     httpx.NetworkError,
     httpx.TimeoutException,
     httpx.RemoteProtocolError,
     ConnectionError,
+    ServerBusy,
 )
+_AUTH_STATUSES = frozenset({401, 403, 407})
+_BUSY_STATUSES = frozenset({502, 503, 504})
 _READS = frozenset({"get", "query", "count", "peek"})
 _WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})
 
 
 class StoreUnavailable(RuntimeError):
     """The configured Chroma cannot be reached or opened."""
+
+
+class StoreAuthError(StoreUnavailable):
+    """The Chroma server, or the proxy in front of it, refused the credentials (HTTP 401/403).
+
+    Never retried: the same credentials would be refused again.
+    """
 
 
 class StoreWriteError(StoreUnavailable):
@@ -123,7 +145,7 @@ def call_with_retries(
     """Run ``call``; repeat it while the server cannot be reached, then raise :class:`StoreUnavailable`.
 
     Only connection failures are repeated: an error the server answered with (bad argument,
-    missing collection) would fail the same way again.
+    missing collection, refused credentials) would fail the same way again.
     """
     started = time.monotonic()
     for attempt in range(policy.retries + 1):
@@ -177,29 +199,90 @@ class KBStats:
     stale: list[str]
 
 
+def _redacted(url: str) -> str:
+    """``url`` without a user name or password, for messages."""
+    parts = urlparse(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def auth_failure(settings: Settings, status: int, reason: str = "") -> StoreAuthError:
+    """The error for a request the server (or its proxy) refused with ``status``; names settings, never values."""
+    server = _redacted(settings.chroma_url or "")
+    refused = f"HTTP {status}{' ' + reason if reason else ''}"
+    if settings.chroma_credentials:
+        why = f"the credentials in {settings.chroma_credentials} were not accepted"
+        fix = "Check that they match what the server's proxy expects."
+    else:
+        why = "no credentials were sent"
+        fix = (
+            "Set KBASSIST_CHROMA_TOKEN (and KBASSIST_CHROMA_TOKEN_HEADER if the proxy reads another header) "
+            "or KBASSIST_CHROMA_HEADERS to what the server's proxy expects."
+        )
+    return StoreAuthError(f"the Chroma server at {server} refused the request ({refused}: {why}). {fix}")
+
+
+def _check_status(settings: Settings, response: httpx.Response) -> None:
+    """Turn a refused (401/403) or unavailable (502-504) answer into the store's own errors."""
+    if response.status_code in _AUTH_STATUSES:
+        raise auth_failure(settings, response.status_code, response.reason_phrase)
+    if response.status_code in _BUSY_STATUSES:
+        raise ServerBusy(
+            f"HTTP {response.status_code} {response.reason_phrase}", request=response.request, response=response
+        )
+
+
+def _warn_if_sent_in_clear(settings: Settings, url: ParseResult) -> None:
+    loopback = url.hostname in ("localhost", "::1") or (url.hostname or "").startswith("127.")
+    if url.scheme == "http" and settings.chroma_request_headers() and not loopback:
+        log.warning(
+            "chroma credentials are sent over plain http to %s; use https (a TLS-terminating proxy) off this machine",
+            url.hostname,
+        )
+
+
 def open_client(settings: Settings) -> chromadb.ClientAPI:
-    """Embedded Chroma under ``data_dir``, or a Chroma server when ``chroma_url`` is set."""
+    """Embedded Chroma under ``data_dir``, or a Chroma server when ``chroma_url`` is set.
+
+    A server client sends ``settings.chroma_request_headers()`` with every request; a refused
+    request raises :class:`StoreAuthError`.
+    """
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_url:
         url = urlparse(settings.chroma_url)
+        if url.username is not None or url.password is not None:
+            raise StoreUnavailable(
+                f"KBASSIST_CHROMA_URL must not hold a user name or password ({_redacted(settings.chroma_url)}); "
+                "put credentials in KBASSIST_CHROMA_TOKEN or KBASSIST_CHROMA_HEADERS"
+            )
         if url.scheme not in ("http", "https") or not url.hostname:
             raise StoreUnavailable(f"KBASSIST_CHROMA_URL must look like http://host:8000, got {settings.chroma_url!r}")
         port = url.port or (443 if url.scheme == "https" else 8000)
-        heartbeat = f"{url.scheme}://{url.hostname}:{port}/api/v2/heartbeat"
+        api = f"{url.scheme}://{url.hostname}:{port}/api/v2"
+        headers = settings.chroma_request_headers()
+        _warn_if_sent_in_clear(settings, url)
         try:
             # chromadb's client talks to the server while it is created, with no time limit: a
             # server that accepts connections but never answers would hang this process for good.
-            httpx.get(heartbeat, timeout=settings.chroma_timeout_s).raise_for_status()
+            # Its first request is /auth/identity, which a proxy that lets health checks through
+            # (heartbeat) still guards, so a refusal is reported here by status, not as its page.
+            for path in ("/heartbeat", "/auth/identity"):
+                answer = httpx.get(api + path, headers=headers, timeout=settings.chroma_timeout_s)
+                _check_status(settings, answer)
+                answer.raise_for_status()
             client = chromadb.HttpClient(
-                host=url.hostname, port=port, ssl=url.scheme == "https", settings=chroma_settings
+                host=url.hostname, port=port, ssl=url.scheme == "https", headers=headers, settings=chroma_settings
             )
+        except StoreUnavailable:
+            raise
         except httpx.TimeoutException as exc:
             raise StoreUnavailable(
                 f"the Chroma server at {settings.chroma_url} did not answer within {settings.chroma_timeout_s:g}s"
             ) from exc
         except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
             raise StoreUnavailable(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
-        _limit_request_time(client, settings.chroma_timeout_s)
+        _configure_session(client, settings)
         return client
     try:
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
@@ -211,15 +294,23 @@ def open_client(settings: Settings) -> chromadb.ClientAPI:
         raise StoreUnavailable(f"cannot open the store at {settings.chroma_path}: {reason}") from exc
 
 
-def _limit_request_time(client: chromadb.ClientAPI, seconds: float) -> None:
-    """Give every request of a server client a time limit (chromadb leaves it unlimited).
+def _configure_session(client: chromadb.ClientAPI, settings: Settings) -> None:
+    """Give every request of a server client a time limit (chromadb leaves it unlimited), and
+    turn refused or unavailable answers into the store's errors before chromadb reads them.
 
     A request that runs out of time raises ``httpx.TimeoutException``, which the store retries
     like a refused connection, so a hung server becomes a clear error instead of a hung query.
+    chromadb reports a 401/403 from a proxy as a bare ``Exception`` holding the proxy's page, so
+    the status is checked here: a refusal becomes :class:`StoreAuthError` (not retried) and a
+    502-504 :class:`ServerBusy` (retried).
     """
     session = getattr(getattr(client, "_server", None), "_session", None)
     if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(seconds)
+        session.timeout = httpx.Timeout(settings.chroma_timeout_s)
+        session.event_hooks["response"] = [
+            *session.event_hooks["response"],
+            functools.partial(_check_status, settings),
+        ]
     else:  # a chromadb release that keeps its HTTP session elsewhere: say so rather than hang silently
         log.warning("cannot set a request time limit on this chromadb client; a hung server will block")
 

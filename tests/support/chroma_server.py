@@ -24,8 +24,9 @@ def free_port() -> int:
 class ChromaServer:
     """``chroma run`` on 127.0.0.1 with its own data folder; ``stop`` then ``start`` is a server restart."""
 
-    def __init__(self, path: Path, port: int | None = None) -> None:
+    def __init__(self, path: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.path = path
+        self.env = env  # added to this process's environment
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -40,6 +41,7 @@ class ChromaServer:
             [chroma, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
