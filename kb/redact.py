@@ -20,7 +20,7 @@ validate, so ordinary numbers stay readable:
 * card: 13-19 digits passing Luhn;
 * IBAN: python-stdnum (country length and format, ISO 7064 mod 97-10);
 * phone: a phone *shape* first (``+``/``00`` international; a trunk ``0`` national number; a Swedish
-  mobile written without its ``0``, ``70 123 45 67``; North American ``555 123 4567`` /
+  mobile written without its ``0``, ``70 123 45 67`` (first group of two digits); North American ``555 123 4567`` /
   ``(555) 123-4567``), then ``phonenumbers`` (regions SE, DE, GB, US) must call it valid (possible, for
   the international and North American shapes). Dates (``2026-12-02``, ``02.12.2026``) are never
   phones or cards.
@@ -68,6 +68,8 @@ def _view(text: str) -> tuple[str, list[int], list[int]]:
                 ends[-1] = i + 1
                 continue
             out = " "
+        elif ch.isdecimal():  # any script's digits (٤, ४, fullwidth) are matched as ASCII digits
+            out = str(unicodedata.decimal(ch))
         elif unicodedata.category(ch) == "Pd" or ch == "\u2212":
             out = "-"
         else:
@@ -127,13 +129,17 @@ def personnummer_valid(digits: str) -> bool:
 # --- digit runs ----------------------------------------------------------------------------------
 
 _SEP = r"[ .\-/_()+]"
-# Not glued to a letter or digit on either side (``ref-4111...`` and ``card:4111...`` have a separator).
-_RUN = re.compile(rf"(?<![^\W_])[+(]{{0,2}}\d(?:{_SEP}{{1,3}}\d|\d)*(?![^\W_])")
+_RUN = re.compile(rf"(?<!\d)[+(]{{0,2}}\d(?:{_SEP}{{1,3}}\d|\d)*")
+# A digit group glued to a word made only of hex digits belongs to an identifier (a UUID, a
+# digest), not to a number someone typed; glued to any other word (card4111...) it still counts.
+_HEX_BEFORE = re.compile(r"(?<![^\W_])[0-9a-f]+$", re.I)
+_HEX_AFTER = re.compile(r"^[0-9a-f]+(?![^\W_])", re.I)
 _GROUP = re.compile(r"\d+")
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 _DMY_DATE = re.compile(r"(?<!\d)(\d{1,2})[./](\d{1,2})[./](\d{4}|\d{2})(?!\d)")
 _NANP = re.compile(r"^\+?(?:1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-/])\d{3}[ .\-]\d{4}$")
-_SE_MOBILE_NO_TRUNK = re.compile(r"^7[0236]\d{7}$")
+_SE_MOBILE_NO_TRUNK = re.compile(r"^7[02369]\d{7}$")
+_SE_MOBILE_FIRST_GROUP = re.compile(r"^7[02369][^\d]")
 
 
 def _is_date(window: str) -> bool:
@@ -171,8 +177,10 @@ def _phone_valid(window: str, digits: str) -> bool:
     if _is_date(window) or not 7 <= len(digits) <= 15:
         return False
     text = window.replace("(0)", " ")
+    if text.startswith("(") and not re.match(r"\(\d{1,5}\)", text):
+        text = text[1:]  # an opening parenthesis of the sentence, not of an area code
     if text.startswith("+") or digits.startswith("00"):
-        international = "+" + (digits[2:] if not text.startswith("+") else digits)
+        international = "+" + (digits if text.startswith("+") else digits[2:])
         try:
             number = phonenumbers.parse(international, None)
         except phonenumbers.NumberParseException:
@@ -182,7 +190,7 @@ def _phone_valid(window: str, digits: str) -> bool:
         return phonenumbers.is_possible_number(phonenumbers.parse(digits, "US"))
     if digits.startswith("0"):
         candidates = [(digits, region) for region in ("SE", "DE", "GB")]
-    elif _SE_MOBILE_NO_TRUNK.match(digits) and len(_GROUP.findall(window)) > 1:
+    elif _SE_MOBILE_NO_TRUNK.match(digits) and _SE_MOBILE_FIRST_GROUP.match(text):
         candidates = [("0" + digits, "SE")]
     else:
         return False
@@ -211,6 +219,12 @@ def _classify(window: str) -> str | None:
 def _run_spans(view: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
     """Validated windows of whole digit groups in ``view[start:end]``, leftmost and longest first."""
     groups = [(start + m.start(), start + m.end()) for m in _GROUP.finditer(view[start:end])]
+    glued_before = bool(groups) and groups[0][0] == start > 0 and view[start - 1].isalnum()
+    if glued_before and _HEX_BEFORE.search(view[max(0, start - 64) : groups[0][1]]):
+        groups = groups[1:]
+    glued_after = bool(groups) and groups[-1][1] == end < len(view) and view[end].isalnum()
+    if glued_after and _HEX_AFTER.match(view[groups[-1][0] : end + 64]):
+        groups = groups[:-1]
     i = 0
     while i < len(groups):
         found = False
