@@ -205,12 +205,20 @@ def _phone_valid(window: str, digits: str) -> bool:
     return False
 
 
-def _classify(window: str) -> str | None:
+def _classify(window: str, *, continues_a_number: bool) -> str | None:
+    """The kind of personal data ``window`` is, if any.
+
+    ``continues_a_number``: the window starts on a group that follows a short group after a single
+    space or dot, like the ``020 000`` of the amount ``1 020 000.50``; such a window is no phone
+    number unless written in international form.
+    """
     digits = "".join(_GROUP.findall(window))
     if len(digits) in (10, 12) and personnummer_valid(digits):
         return "personnummer"
     if 13 <= len(digits) <= 19 and luhn_valid(digits) and not _is_date(window):
         return "card"
+    if continues_a_number and not window.startswith("+"):
+        return None
     if _phone_valid(window, digits):
         return "phone"
     return None
@@ -225,7 +233,7 @@ def _run_spans(view: str, start: int, end: int) -> Iterator[tuple[str, int, int]
     glued_after = bool(groups) and groups[-1][1] == end < len(view) and view[end].isalnum()
     if glued_after and _HEX_AFTER.match(view[groups[-1][0] : end + 64]):
         groups = groups[:-1]
-    i = 0
+    i = resumed = 0
     while i < len(groups):
         found = False
         total = 0
@@ -239,10 +247,16 @@ def _run_spans(view: str, start: int, end: int) -> Iterator[tuple[str, int, int]
             while w_start > start and view[w_start - 1] in "+(" and (i == 0 or w_start - 1 >= groups[i - 1][1]):
                 w_start -= 1
             w_end = groups[j][1]
-            kind = _classify(view[w_start:w_end])
+            continues = (
+                i > 0
+                and i != resumed
+                and groups[i - 1][1] - groups[i - 1][0] <= 3
+                and view[groups[i - 1][1] : groups[i][0]] in (" ", ".")
+            )
+            kind = _classify(view[w_start:w_end], continues_a_number=continues)
             if kind is not None:
                 yield kind, w_start, w_end
-                i = j + 1
+                i = resumed = j + 1
                 found = True
                 break
         if not found:
