@@ -267,7 +267,9 @@ def _run_spans(view: str, start: int, end: int) -> Iterator[tuple[str, int, int]
 
 _AT = r"(?:@| @ | ?[(\[{] ?at ?[)\]}] ?)"
 _DOT = r"(?:\.| ?[(\[{] ?dot ?[)\]}] ?)"
-_EMAIL = re.compile(rf"[\w%+\-]+(?:{_DOT}[\w%+\-]+)*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[^\W\d_]{{2,}}\b", re.I)
+_EMAIL = re.compile(
+    rf"(?<![\w%+\-.])[\w%+\-]+(?:{_DOT}[\w%+\-]+)*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[^\W\d_]{{2,}}\b", re.I
+)
 # Two letters, two check digits, then 11-30 letters/digits, optionally grouped by spaces, dashes or dots.
 _IBAN = re.compile(r"(?<![^\W_])[A-Z]{2}\d{2}(?:[ \-.]?[A-Z0-9]){11,30}", re.I)
 
