@@ -99,7 +99,7 @@ def luhn_valid(digits: str) -> bool:
 
 def iban_valid(candidate: str) -> bool:
     """ISO 13616: a known country, its BBAN length and format, and mod 97 == 1 (python-stdnum)."""
-    return bool(_stdnum_iban.is_valid(candidate))
+    return bool(_stdnum_iban.is_valid(re.sub(r"[ \-._/]", "", candidate)))
 
 
 def _real_date(year: int, month: int, day: int) -> date | None:
@@ -270,8 +270,8 @@ _DOT = r"(?:\.| ?[(\[{] ?dot ?[)\]}] ?)"
 _EMAIL = re.compile(
     rf"(?<![\w%+\-.])[\w%+\-]+(?:{_DOT}[\w%+\-]+)*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[^\W\d_]{{2,}}\b", re.I
 )
-# Two letters, two check digits, then 11-30 letters/digits, optionally grouped by spaces, dashes or dots.
-_IBAN = re.compile(r"(?<![^\W_])[A-Z]{2}\d{2}(?:[ \-.]?[A-Z0-9]){11,30}", re.I)
+# Two letters, two check digits, then 11-30 letters/digits, optionally grouped by spaces, - . _ or /.
+_IBAN = re.compile(r"(?<![^\W_])[A-Z]{2}\d{2}(?:[ \-._/]?[A-Z0-9]){11,30}", re.I)
 
 
 def _iban_spans(view: str) -> Iterator[tuple[int, int]]:

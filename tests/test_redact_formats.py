@@ -8,6 +8,7 @@ examples.
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pytest
@@ -57,8 +58,11 @@ from kb.redact import luhn_valid, personnummer_valid, redact, redact_details
         ("card 4111\u00a01111\u202f1111\u20091111", "card [card]"),
         ("card 41\u200b11111111111111", "card [card]"),
         ("card ４１１１ １１１１ １１１１ １１１１", "card [card]"),
-        # IBAN grouped with dots
+        # IBAN grouped with dots, underscores or slashes
         ("IBAN SE45.5000.0000.0583.9825.7466", "IBAN [iban]"),
+        ("IBAN SE45_5000_0000_0583_9825_7466", "IBAN [iban]"),
+        ("IBAN de89/3704/0044/0532/0130/00.", "IBAN [iban]."),
+        ("pnr 81 12 18 9876", "pnr [personnummer]"),
     ],
 )
 def test_attack_formats_are_redacted(text: str, expected: str) -> None:
@@ -96,6 +100,13 @@ def test_personnummer_check() -> None:
     assert not personnummer_valid("8113189876"), "month 13"
     assert personnummer_valid("8112789873"), "samordningsnummer: day 18 + 60"
     assert not personnummer_valid("299912189876"), "born in the future"
+
+
+@pytest.mark.parametrize("text", ["7" * 20_000, "a" * 20_000, "1-" * 5_000, "SE45" * 5_000, "a @ " * 5_000])
+def test_long_runs_are_scanned_in_reasonable_time(text: str) -> None:
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 5, "no quadratic scan of a long word or digit run"
 
 
 # --- property tests ------------------------------------------------------------------------------
