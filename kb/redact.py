@@ -137,20 +137,22 @@ _HEX_AFTER = re.compile(r"^[0-9a-f]+(?![^\W_])", re.I)
 _GROUP = re.compile(r"\d+")
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 _DMY_DATE = re.compile(r"(?<!\d)(\d{1,2})[./](\d{1,2})[./](\d{4}|\d{2})(?!\d)")
+_DMY_DASHED_DATE = re.compile(r"(?<!\d)(\d{1,2})-(\d{1,2})-(\d{4})(?!\d)")
 _NANP = re.compile(r"^\+?(?:1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-/])\d{3}[ .\-]\d{4}$")
 _SE_MOBILE_NO_TRUNK = re.compile(r"^7[02369]\d{7}$")
 _SE_MOBILE_FIRST_GROUP = re.compile(r"^7[02369][^\d]")
 
 
 def _is_date(window: str) -> bool:
-    """Whether ``window`` holds a date (2026-12-02, 02.12.2026, 2/12/26) among its digit groups."""
+    """Whether ``window`` holds a date (2026-12-02, 02.12.2026, 02-12-2026, 2/12/26) among its digit groups."""
     for m in _ISO_DATE.finditer(window):
         if _real_date(*(int(g) for g in m.groups())):
             return True
-    for m in _DMY_DATE.finditer(window):
-        d, mo, y = (int(g) for g in m.groups())
-        if _real_date(y + 2000 if y < 100 else y, mo, d):
-            return True
+    for pattern in (_DMY_DATE, _DMY_DASHED_DATE):
+        for m in pattern.finditer(window):
+            d, mo, y = (int(g) for g in m.groups())
+            if _real_date(y + 2000 if y < 100 else y, mo, d):
+                return True
     return False
 
 
@@ -161,7 +163,7 @@ def _mask_dates(view: str) -> str:
     stays, for the personnummer check to find.
     """
     chars = list(view)
-    for pattern in (_ISO_DATE, _DMY_DATE):
+    for pattern in (_ISO_DATE, _DMY_DATE, _DMY_DASHED_DATE):
         for m in pattern.finditer(view):
             if not _is_date(m.group(0)):
                 continue

@@ -75,7 +75,7 @@ def test_attack_formats_are_redacted(text: str, expected: str) -> None:
         "A purchase of 1,000 EUR or 50,000 SEK at 14.9% APR",
         "pay 1 000 000 SEK, 12 500,00 kr or € 1.234,56",
         "Your payment is due 2026-12-02; the offer runs from 2027-01-01 - 2027-03-31",
-        "fällig am 02.12.2026, bis 31.12.2027",
+        "fällig am 02.12.2026, bis 31.12.2027 (oder 02-12-2026), not 2026/12/02",
         "Open 08:00-20:00 on weekdays, 10:00-16:00 on Saturdays (9-17 CET)",
         "order 1234567, case #7654321, reference 0012345",
         "Kundnummer 1234 5678, ticket 12345678",
