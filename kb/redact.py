@@ -12,24 +12,34 @@ view remembers where it came from, so a match replaces exactly the original span
 characters and line breaks inside it included) and the rest of the text is stored as written.
 
 A "digit run" is digits joined by short separators (spaces, ``. - / _ ( ) +``, at most three in a
-row). Candidates are windows of whole groups of a run, longest first, and are kept only when they
-validate, so ordinary numbers stay readable:
+row). Dates in it (``2026-12-02``, ``02.12.2026``, ``02-12-2026``) are blanked out first, unless they
+begin a 12-digit personnummer. Candidates are windows of whole groups of a run, leftmost and
+longest first, and are kept only when they validate, so ordinary numbers stay readable:
 
 * personnummer: 10 (YYMMDDNNNN) or 12 (YYYYMMDDNNNN) digits, a real calendar date (samordningsnummer
   add 60 to the day; a 12-digit form may not lie in the future) and Luhn over the 10-digit form;
 * card: 13-19 digits passing Luhn;
-* IBAN: python-stdnum (country length and format, ISO 7064 mod 97-10);
-* phone: a phone *shape* first (``+``/``00`` international; a trunk ``0`` national number; a Swedish
-  mobile written without its ``0``, ``70 123 45 67`` (first group of two digits); North American ``555 123 4567`` /
-  ``(555) 123-4567``), then ``phonenumbers`` (regions SE, DE, GB, US) must call it valid (possible, for
-  the international and North American shapes). Dates (``2026-12-02``, ``02.12.2026``) are never
-  phones or cards.
+* IBAN: python-stdnum (country, length and BBAN format, ISO 7064 mod 97-10);
+* phone: a phone *shape* first (``+``/``00`` international; a trunk ``0`` national number; a
+  Swedish mobile without its ``0`` whose first group is two digits, ``70 123 45 67``; North
+  American ``555 123 4567`` / ``(555) 123-4567``), then ``phonenumbers`` (regions SE, DE, GB, US)
+  must call it valid (only possible, for the international and North American shapes, so example
+  numbers like 555 ones count). A window that continues an amount's thousands groups
+  (the ``020 000`` of ``1 020 000.50``) is only a phone in international form.
+
+A run glued to a word is still a candidate (``card4111...``), except when that word is made of hex
+digits only: that is an identifier (a UUID, a digest) in a stored JSON document.
 
 Left alone: amounts (``1,000 EUR``, ``1 500 SEK``, ``14.9%``), dates, times (``08:00-20:00``),
 percentages, and order or case numbers shorter than 8 digits. The company's own support numbers
 (``010-555 20 00``, ``030 5555 2000``) and addresses *are* redacted: telling them apart from a
 customer's number would need a list kept in step with the documents, and the placeholder loses
 nothing an analyst needs.
+
+Known limits: a number that fails its check (a mistyped card, a phone number ``phonenumbers``
+calls invalid) is kept; so is a digit run glued to other digits without a separator
+(``41111111111111110000``), and an 8-digit reference starting with ``0`` that happens to be a valid
+German or Swedish number (``0301 2345``) becomes ``[phone]``.
 
 Measured (``scripts/redaction_report.py``) over the 36 demo documents and the 481 questions of
 ``eval/datasets``: 15 spans redacted, all in the documents and all the company's own contact
