@@ -145,8 +145,14 @@ def test_a_feedback_comment_is_normalised_before_it_is_redacted(state_url: str) 
         "mail anna\uff20example.se or ring 070\u200b-123 45 67 / 030 12345678"
     )
     store.conversations.rate(qid, "not_helpful", rater="customer", comment=comment)
+    # A hand-off transcript and audit details are JSON, where a line break is the two characters "\n".
+    store.handoffs.create(
+        conversation, question="refund?", summary="s", searched={"query": "pnr 811218\n9876"},
+        reason="customer_asked", market="SE", question_id=qid,
+    )  # fmt: skip
+    store.audit("cli:test", "kb.note", "", {"note": "card 4111\n1111\t1111\n1111", "lines": ["070\n123 45 67"]})
     raw = _all_text(state_url)
-    for secret in ("4111", "1111", "8112189876", "anna", "123 45 67", "12345678"):
+    for secret in ("4111", "1111", "8112189876", "811218", "anna", "123 45 67", "12345678"):
         assert secret not in raw
     (stored,) = [c for _, c, _ in store.analytics.feedback_summary().comments]
     assert stored == "my card\n[card] was charged, pnr [personnummer], mail [email] or ring [phone] / [phone]"
