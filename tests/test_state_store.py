@@ -136,6 +136,28 @@ def test_everything_stored_is_redacted_except_the_contact_the_customer_left(
     assert store.handoffs.get(record.id, include_contact=True).contact.value == "+46 70 765 43 21"
 
 
+def test_a_feedback_comment_is_normalised_before_it_is_redacted(state_url: str) -> None:
+    store = _store(state_url)
+    conversation = store.conversations.start("customer", "SE")
+    qid = _ask(store, conversation, "How long do I have to return an item?", refused=False)
+    comment = (
+        "my card\n4111\n1111\t1111\u00a01111 was charged, pnr 8112189876, "
+        "mail anna\uff20example.se or ring 070\u200b-123 45 67 / 030 12345678"
+    )
+    store.conversations.rate(qid, "not_helpful", rater="customer", comment=comment)
+    # A hand-off transcript and audit details are JSON, where a line break is the two characters "\n".
+    store.handoffs.create(
+        conversation, question="refund?", summary="s", searched={"query": "pnr 811218\n9876"},
+        reason="customer_asked", market="SE", question_id=qid,
+    )  # fmt: skip
+    store.audit("cli:test", "kb.note", "", {"note": "card 4111\n1111\t1111\n1111", "lines": ["070\n123 45 67"]})
+    raw = _all_text(state_url)
+    for secret in ("4111", "1111", "8112189876", "811218", "anna", "123 45 67", "12345678"):
+        assert secret not in raw
+    (stored,) = [c for _, c, _ in store.analytics.feedback_summary().comments]
+    assert stored == "my card\n[card] was charged, pnr [personnummer], mail [email] or ring [phone] / [phone]"
+
+
 def test_conversation_ids_are_unguessable_and_a_conversation_restores_with_its_handoff(state_url: str) -> None:
     store = _store(state_url)
     ids = {store.conversations.start("customer", "SE") for _ in range(20)}

@@ -38,10 +38,24 @@ class RedactedJSON(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return redact(json.dumps(value, ensure_ascii=False, default=str, sort_keys=True))
+        # Each string first: once encoded, a line break or tab inside a number is the two
+        # characters "\n", which would glue its groups to a letter. Then the document as a whole,
+        # for numbers stored as JSON numbers.
+        return redact(json.dumps(_redact_strings(value), ensure_ascii=False, default=str, sort_keys=True))
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         return None if value is None else json.loads(value)
+
+
+def _redact_strings(value: Any) -> Any:
+    """``value`` with every string in it (keys included) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redact_strings(k) if isinstance(k, str) else k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_strings(v) for v in value]
+    return value
 
 
 class UTCDateTime(TypeDecorator[datetime]):
