@@ -40,7 +40,7 @@ CoverageFn = Callable[[str], float]
 # absolute), and how many units at most.
 RELATIVE_CUTOFF = 0.3
 ABSOLUTE_CUTOFF = 0.0
-OTHER_DOCUMENT_CUTOFF = 0.6
+OTHER_DOCUMENT_CUTOFF = 0.4
 MAX_UNITS = 3
 # A list or procedure longer than this is cut to the items around the best match.
 MAX_BLOCK_ITEMS = 12

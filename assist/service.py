@@ -57,6 +57,10 @@ REFUSAL_OPENINGS = (*(text[:40] for text in CUSTOMER_REFUSALS), RELATED_INTRO[:2
 RELATED_OUTRO = "Did one of them help? If not, I can pass your question to a person on our support team."
 AGENT_REFUSAL = "No policy in the knowledge base covers this question."
 ESCALATION_QUERY = "no policy covers the case what to do escalate to team lead escalation path"
+_HOW_QUANTITY = re.compile(
+    r"\b(how|wie|hur)\s+(?:long|much|many|often|soon|far|quickly|lange|viel|viele|oft|schnell|länge|mycket|många|ofta|snabbt)\b",
+    re.I,
+)
 _ESCALATION_TOPIC = re.compile(r"escalat|no policy|not covered|eskal|uncovered", re.I)
 
 
@@ -384,7 +388,9 @@ class Assistant:
         # A country named in the question ("…in Sweden?") selects the market's documents; it is
         # not a topic the answer has to repeat, and its high idf would otherwise dominate. Nor is
         # the person asked about: agents say "the customer" in nearly every question.
-        words = [w for w in terms(query, language) if w not in _NOT_TOPICS.get(language, frozenset())]
+        # "How long" asks for a duration: "long" is no topic an answer ("within 30 days") repeats.
+        asked = _HOW_QUANTITY.sub(lambda m: m.group(1), query)
+        words = [w for w in terms(asked, language) if w not in _NOT_TOPICS.get(language, frozenset())]
         return lambda text: index.coverage(words, text, language)
 
     def _refuse(
