@@ -191,6 +191,17 @@ def _chat(at: AppTest, text: str) -> AppTest:
     return at
 
 
+def _pass_to_a_person(at: AppTest, contact: str = "", consent: bool = False) -> AppTest:
+    """The contact step of "talk to a person": optional e-mail or phone, with consent."""
+    if contact:
+        at.text_input(key="customer_contact_value").input(contact)
+    if consent:
+        at.checkbox(key="customer_contact_consent").check()
+    at.button(key="customer_contact_send").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
 def test_customer_gets_an_answer_with_readable_sources(customer_app: AppTest) -> None:
     at = _open_chat(customer_app)
     at.selectbox(key="customer_market").select("SE").run()
@@ -239,6 +250,8 @@ def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_a
 
     button.click().run()
     assert not at.exception, at.exception
+    assert not _state(db).handoffs.list()  # first the chat asks how to reach the customer
+    at = _pass_to_a_person(at)
     (handoff,) = _state(db).handoffs.list()
     assert any(f"reference **H-{handoff.id}**" in s.value and "contact you" in s.value for s in at.success)
     assert handoff.reason == "low_confidence" and handoff.market == "SE" and handoff.status == "open"
@@ -252,6 +265,7 @@ def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_a
 def test_customer_can_ask_for_a_person_after_an_answer(customer_app: AppTest, db: str) -> None:
     at = _chat(_open_chat(customer_app), "How long do I have to return an item in Sweden?")
     at.button(key="customer_handoff").click().run()
+    _pass_to_a_person(at)
     (handoff,) = _state(db).handoffs.list()
     # The button after an answer is a general request: no answer is recorded as its trigger, and what was
     # searched last is kept as context.
@@ -259,6 +273,123 @@ def test_customer_can_ask_for_a_person_after_an_answer(customer_app: AppTest, db
     assert handoff.searched["documents"] == ["returns-se"]
     (day,) = _state(db).analytics.deflection_by_day()
     assert (day.answered, day.deflected, day.false_deflections) == (1, 0, 1)
+
+
+def _refused_then_person(at: AppTest) -> AppTest:
+    at = _chat(_open_chat(at), "Can I pay with bitcoin on Mars?")
+    at.button(key="customer_handoff").click().run()
+    return at
+
+
+def test_customer_leaves_a_contact_only_with_consent_and_it_is_stored_for_the_agent(
+    customer_app: AppTest, db: str
+) -> None:
+    at = _refused_then_person(customer_app)
+    assert any("how can our team reach you" in m.value for m in at.markdown)
+    assert "We'll use this only to answer this question" in at.checkbox(key="customer_contact_consent").label
+
+    at = _pass_to_a_person(at, contact="jo@example.com")  # no consent ticked
+    assert any("Tick the box" in e.value for e in at.error) and not _state(db).handoffs.list()
+    at = _pass_to_a_person(at, contact="not a number", consent=True)
+    assert any("doesn't look like a phone number" in e.value for e in at.error) and not _state(db).handoffs.list()
+    at = _pass_to_a_person(at, contact="jo@example.com", consent=True)
+
+    (listed,) = _state(db).handoffs.list()
+    assert listed.contact is None  # not in ordinary reads
+    stored = _state(db).handoffs.get(listed.id, include_contact=True)
+    assert stored.contact is not None and (stored.contact.kind, stored.contact.value) == ("email", "jo@example.com")
+    assert stored.contact.consent_text.endswith("We'll use this only to answer this question.")
+    assert all("jo@example.com" not in t["content"] for t in stored.transcript)
+    assert any(f"**H-{listed.id}**" in s.value for s in at.success)
+    assert any(m.value == "**Status:** waiting for a person" for m in at.markdown)
+
+
+def test_customer_may_pass_on_without_a_contact_or_go_back_to_the_chat(customer_app: AppTest, db: str) -> None:
+    at = _refused_then_person(customer_app)
+    assert at.chat_input(key="customer_input").disabled
+    at.button(key="customer_contact_cancel").click().run()
+    assert not at.chat_input(key="customer_input").disabled and not _state(db).handoffs.list()
+    at.button(key="customer_handoff").click().run()
+    _pass_to_a_person(at)
+    (handoff,) = _state(db).handoffs.list()
+    assert _state(db).handoffs.get(handoff.id, include_contact=True).contact is None
+
+
+def _come_back(monkeypatch: pytest.MonkeyPatch, conversation: str) -> AppTest:
+    """A new browser session opening the chat's address again (the id is in ``?c=``)."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(CUSTOMER_APP, default_timeout=TIMEOUT)
+    at.query_params["c"] = conversation
+    return _open_chat(at)
+
+
+def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_handoff(
+    customer_app: AppTest, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _pass_to_a_person(_refused_then_person(customer_app))
+    conversation = at.query_params["c"]
+    (handoff,) = _state(db).handoffs.list()
+    assert handoff.conversation_id == conversation
+
+    back = _come_back(monkeypatch, conversation)
+    assert back.chat_message[1].markdown[0].value == "Can I pay with bitcoin on Mars?"
+    assert any(f"**H-{handoff.id}**" in i.value for i in back.info) and not back.success
+    assert any(m.value == "**Status:** waiting for a person" for m in back.markdown)
+    assert back.chat_input(key="customer_input").disabled
+
+    state = _state(db)
+    state.accounts.add("adam", PASSWORD, "agent", actor="cli:test")
+    state.handoffs.claim(handoff.id, "adam")
+    assert any(m.value == "**Status:** a person is handling it" for m in _come_back(monkeypatch, conversation).markdown)
+    state.handoffs.resolve(handoff.id, "adam")
+    back = _come_back(monkeypatch, conversation)
+    assert any(m.value == "**Status:** resolved" for m in back.markdown)
+
+    # An id that is not a conversation opens an empty chat, and the address forgets it.
+    stranger = _come_back(monkeypatch, "A" * 32)
+    assert len(stranger.chat_message) == 1 and "c" not in stranger.query_params
+
+
+def test_customer_rates_an_answer_once_and_may_say_why(customer_app: AppTest, db: str) -> None:
+    at = _chat(_open_chat(customer_app), "How long do I have to return an item in Sweden?")
+    (question,) = _state(db).conversations.logged_questions()
+    at.button(key=f"customer_rate_helpful_{question.id}").click().run()
+    assert _state(db).analytics.feedback_summary().counts == {"helpful": 1}
+    assert at.button(key=f"customer_rate_helpful_{question.id}").proto.type == "primary"
+
+    # The other thumb replaces the first: one rating per answer.
+    at.button(key=f"customer_rate_not_helpful_{question.id}").click().run()
+    assert _state(db).analytics.feedback_summary().counts == {"not_helpful": 1}
+    at.text_input(key=f"customer_reason_text_{question.id}").input("Wrong country, call me on +46 70 123 45 67")
+    at.button(key=f"customer_reason_send_{question.id}").click().run()
+    assert not at.exception, at.exception
+    summary = _state(db).analytics.feedback_summary()
+    assert summary.counts == {"not_helpful": 1}
+    assert summary.comments[0][1] == "Wrong country, call me on [phone]"
+    assert any(c.value == "Thanks for telling us." for c in at.caption)
+
+
+def test_customer_chat_renders_no_images_and_only_allowed_links(
+    customer_app: AppTest, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KBASSIST_CUSTOMER_LINK_DOMAINS", "example.com")
+    state = _state(db)
+    conversation = state.conversations.start("customer", "SE")
+    passage = "Pack it. ![pixel](https://track.evil.test/p.gif) See [form](https://help.example.com/f). <b>x</b>"
+    state.conversations.log_question(
+        conversation, role="customer", market="SE", question="How do I return it?", search_query="return",
+        answer="Read [our page](https://help.example.com/r) or [this](https://evil.test/r) ![](https://evil.test/p)",
+        refused=False, confidence=0.9, doc_ids=["returns-se"], latency_ms=1.0, generator="extractive",
+        citations=[{"number": 1, "chunk_id": "c1", "doc_id": "returns-se", "title": "Returns", "section": "Returns",
+                    "version": "1", "review_by": "", "passage": passage}],
+    )  # fmt: skip
+    at = _come_back(monkeypatch, conversation)
+    answer = at.chat_message[-1].markdown[0].value
+    assert answer.strip() == "Read [our page](<https://help.example.com/r>) or this"
+    shown = "\n".join(m.value for e in at.expander for m in e.markdown)
+    assert "![" not in shown and "evil.test" not in shown and "Pack it. pixel See" in shown  # alt text only
+    assert "[form](<https://help.example.com/f>)" in shown and "&lt;b>" in shown
 
 
 def test_customer_app_shows_only_the_chat_and_ignores_the_workspace_parameter(customer_app: AppTest, db: str) -> None:
