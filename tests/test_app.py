@@ -182,6 +182,106 @@ def test_agent_is_told_when_no_policy_covers_it(app: AppTest) -> None:
     assert any(e.label.startswith("[1] When no policy covers a case — Escalation path") for e in at.expander)
 
 
+# -- hand-off queue ---------------------------------------------------------------------------------
+
+
+def _queued_handoffs(db: str) -> tuple[int, int]:
+    """Two hand-offs in the store: a general request, then a refusal with the customer's e-mail."""
+    from kb.state.handoffs import Contact
+
+    state = _state(db)
+    ids = []
+    for question, reason, contact in (
+        ("", "customer_asked", None),
+        (
+            "Can I pay with gold bars? Mail a@b.se",
+            "low_confidence",
+            Contact("email", "jo@example.com", consent=True, consent_text="We'll use this only to answer this question."),
+        ),
+    ):
+        conversation = state.conversations.start("customer", "SE")
+        state.conversations.log_question(
+            conversation, role="customer", market="SE", question=question or "How do returns work?",
+            search_query="gold bars", answer="I'm sorry, I can't answer that.", refused=bool(question),
+            confidence=0.1, doc_ids=[], latency_ms=1.0, generator="extractive",
+        )  # fmt: skip
+        record = state.handoffs.create(
+            conversation, question=question, summary="Customer asked", reason=reason, market="SE",
+            language="en", searched={"query": "gold bars", "documents": []}, contact=contact,
+        )  # fmt: skip
+        ids.append(record.id)
+    return ids[0], ids[1]
+
+
+def _queue_actions(db: str) -> list[tuple[str, str, str]]:
+    return [(e.actor, e.action, e.target) for e in reversed(_state(db).audit_log.entries(action="handoff.*"))]
+
+
+def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: AppTest, db: str) -> None:
+    general, refused = _queued_handoffs(db)
+    at = _open(app, "agent", role="agent")
+    assert at.tabs[1].label == "Hand-off queue (2 open)"
+    table = at.tabs[1].dataframe[0].value
+    assert list(table["Reference"]) == [f"H-{refused}", f"H-{general}"]  # newest first
+    assert list(table["Reason"]) == ["Low confidence", "Customer asked for a person"]
+    assert table["Question"][0] == "Can I pay with gold bars? Mail [email]"
+    assert table["Contact"][0] == "E-mail: jo@example.com" and table["Contact"][1] == ""
+    assert list(table["Market"]) == ["SE", "SE"] and list(table["Language"]) == ["en", "en"]
+
+    at.selectbox(key="agent_handoff_pick").select(f"H-{refused}").run()
+    assert not at.exception, at.exception
+    assert any(s.value == f"H-{refused} — Low confidence" for s in at.subheader)
+    transcript = [m.markdown[0].value for m in at.tabs[1].chat_message]
+    assert transcript == ["Can I pay with gold bars? Mail [email]", "I'm sorry, I can't answer that."]
+    assert any("Customer contact** — E-mail: jo@example.com" in m.value for m in at.markdown)
+    assert any(m.value == "**Status:** Open" for m in at.markdown)
+
+    at.button(key=f"agent_handoff_claim_{refused}").click().run()
+    assert any(m.value == "**Status:** Being handled by adam" for m in at.markdown)
+    assert _state(db).handoffs.get(refused).claimed_by == "adam"
+
+    at.text_area(key=f"agent_handoff_note_text_{refused}").input("Called back, card 4111 1111 1111 1111")
+    at.button(key=f"agent_handoff_note_add_{refused}").click().run()
+    assert not at.exception, at.exception
+    assert [n.text for n in _state(db).handoffs.get(refused).notes] == ["Called back, card [card]"]
+    assert any(t.value == "Called back, card [card]" for t in at.text)
+
+    at.text_input(key=f"agent_handoff_outcome_{refused}").input("Explained the payment options")
+    at.button(key=f"agent_handoff_resolve_go_{refused}").click().run()
+    assert not at.exception, at.exception
+    resolved = _state(db).handoffs.get(refused)
+    assert resolved.status == "resolved" and resolved.resolved_by == "adam"
+    assert [n.text for n in resolved.notes][-1] == "Explained the payment options"
+    assert list(at.tabs[1].dataframe[0].value["Reference"]) == [f"H-{general}"]  # off the active queue
+    assert at.tabs[1].label == "Hand-off queue (1 open)"
+
+    target = f"H-{refused}"
+    assert _queue_actions(db) == [
+        ("account:adam", "handoff.view", target),
+        ("account:adam", "handoff.claim", target),
+        ("account:adam", "handoff.note", target),
+        ("account:adam", "handoff.resolve", target),
+    ]
+
+
+def test_agent_cannot_resolve_a_handoff_another_agent_claimed(app: AppTest, db: str) -> None:
+    _, refused = _queued_handoffs(db)
+    _account("owner")
+    _state(db).handoffs.claim(refused, "olive")
+    at = _open(app, "agent", role="agent")
+    at.selectbox(key="agent_handoff_pick").select(f"H-{refused}").run()
+    assert any(m.value == "**Status:** Being handled by olive" for m in at.markdown)
+    assert any("olive is handling" in c.value for c in at.caption)
+    keys = {b.key for b in at.button}
+    assert f"agent_handoff_claim_{refused}" not in keys and f"agent_handoff_resolve_go_{refused}" not in keys
+
+
+def test_agent_queue_is_empty_without_handoffs(app: AppTest) -> None:
+    at = _open(app, "agent", role="agent")
+    assert at.tabs[1].label == "Hand-off queue (0 open)"
+    assert any("No hand-offs here" in i.value for i in at.info)
+
+
 # -- customer chat ------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Agent assist: ask during a live contact, read the cited policy, copy a reply, rate the answer."""
+"""Agent assist: ask during a live contact, read the cited policy, copy a reply, rate the answer;
+and the hand-off queue of conversations customers passed to a person (:mod:`webui.handoff_queue`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import streamlit as st
 
 from assist.access import Filters
 from assist.service import QuestionError
+from kb.state.accounts import StaffIdentity
+from webui import handoff_queue
 from webui.asking import Exchange, ask_and_log
 from webui.common import answer_caption, render_citations
 from webui.services import Services
@@ -32,9 +35,17 @@ def _new_contact() -> None:
     st.session_state["agent_history"] = []
 
 
-def render(services: Services) -> None:
+def render(services: Services, identity: StaffIdentity) -> None:
     st.title("Agent assist")
     st.caption("Answers from the policies and procedures in the knowledge base, with the exact passage cited.")
+    live, queue = st.tabs(["Live contact", handoff_queue.queue_label(services)])
+    with live:
+        _live_contact(services)
+    with queue:
+        handoff_queue.render(services, identity)
+
+
+def _live_contact(services: Services) -> None:
     history: list[Exchange] = st.session_state.setdefault("agent_history", [])
     markets, products = facets(services.store.revision(), services)
 
