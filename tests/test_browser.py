@@ -124,12 +124,27 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(serve: Server) -> None:
             page.get_by_text("1. Returns in Sweden — Return window").click()  # the source opens to its passage
             expect(page.get_by_text("within 30 days of delivery").last).to_be_visible()
 
+            page.get_by_role("button", name="Helpful", exact=True).click()  # thumbs up on the answer
+            expect(page.get_by_text("Thanks for your feedback.")).to_be_visible(timeout=30_000)
+
             page.get_by_role("button", name="Talk to a person").click()
+            contact = page.get_by_role("textbox", name="E-mail or phone number (optional)")
+            expect(contact).to_be_visible(timeout=30_000)
+            contact.fill("jo@example.com")
+            page.get_by_text("We'll use this only to answer this question.").click()  # the consent box
+            page.get_by_role("button", name="Pass to a person").click()
             confirmation = page.get_by_text("I've passed your conversation to our support team")
             expect(confirmation).to_be_visible(timeout=30_000)
             expect(confirmation).to_contain_text("H-1")
+            expect(page.get_by_text("Status: waiting for a person")).to_be_visible()
             expect(page.get_by_placeholder("Type your question")).to_be_disabled()
             page.screenshot(path=str(ARTIFACTS / "browser-customer-handoff.png"), full_page=True)
+
+            # Coming back to the same address shows the conversation and the hand-off's status.
+            assert "c=" in page.url
+            page.goto(page.url, timeout=60_000)
+            expect(page.get_by_text("Status: waiting for a person")).to_be_visible(timeout=60_000)
+            expect(page.locator('[data-testid="stChatMessage"]').filter(has_text="30 days")).to_be_visible()
         finally:
             browser.close()
 
@@ -137,6 +152,9 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(serve: Server) -> None:
     assert handoff.id == 1 and handoff.reason == "customer_asked" and handoff.question_id is None
     assert handoff.transcript[0] == {"role": "user", "content": "How long do I have to return an item in Sweden?"}
     assert handoff.searched["documents"] == ["returns-se"]
+    store = StateStore(db, Settings())
+    assert store.handoffs.get(handoff.id, include_contact=True).contact.value == "jo@example.com"
+    assert store.analytics.feedback_summary().counts == {"helpful": 1}
 
 
 def test_customer_app_ignores_a_url_asking_for_staff_tools(serve: Server) -> None:
