@@ -131,9 +131,15 @@ def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest
     assert any(label.startswith("[1] Handling a dispute — Procedure · v2 · review by 2020-01-01") for label in labels)
     assert any("Open the dispute case" in m.value for e in at.expander for m in e.markdown)
     assert any("Document `disputes`" in c.value for c in at.caption)
-    # The suggested reply quotes customer-facing documents only, in a copyable code block.
-    for block in at.code:
-        assert "Pause the invoice" not in block.value
+    # The suggested reply quotes customer-facing documents only, as plain text the agent may edit.
+    assert not at.code
+    for reply in at.text_area:
+        assert "Pause the invoice" not in reply.value
+    # The cited procedure is past its review date, and the page says so.
+    assert any(
+        "Handling a dispute was due for review on 2020-01-01" in w.value and "still current" in w.value
+        for w in at.warning
+    )
 
     at.text_input(key="agent_comment_1").input("Used it, card 4111 1111 1111 1111 was mentioned")
     at.button(key="agent_rate_used_1").click().run()
@@ -153,12 +159,17 @@ def test_agent_market_filter_narrows_sources_and_the_suggested_reply(app: AppTes
     at.selectbox(key="agent_market").select("DE").run()
     at = _agent_ask(at, "How many days does the customer have to return an item?")
     assert all("Returns in Sweden" not in e.label for e in at.expander)
-    (reply,) = at.code  # the copyable reply for the customer, quoted from the German article
+    (reply,) = at.text_area  # the editable reply for the customer, quoted from the German article
+    assert reply.label.startswith("Suggested reply to the customer")
     assert "statutory withdrawal right" in reply.value and "30 days" not in reply.value
+    assert not at.code and not [w for w in at.warning if "due for review" in w.value]  # reviewed until 2030
 
     at.selectbox(key="agent_market").select("SE").run()
     at = _agent_ask(at, "How many days does the customer have to return an item?")
-    assert "30 days of delivery" in at.code[0].value and "withdrawal" not in at.code[0].value
+    reply = at.text_area[0]  # the latest answer's; the earlier one sits under "Earlier in this contact"
+    assert "30 days of delivery" in reply.value and "withdrawal" not in reply.value
+    reply.input("Hello! You have 30 days.").run()  # the agent edits it before copying
+    assert at.text_area[0].value == "Hello! You have 30 days."
 
 
 def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: str) -> None:
@@ -171,7 +182,9 @@ def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: str
     assert len(logged) == 2 and logged[0].conversation_id == logged[1].conversation_id
     assert logged[1].search_query.startswith("Customer wants to dispute a purchase")  # searched with the earlier turn
 
-    at.button(key="agent_new_contact").click().run()
+    new_contact = at.button(key="agent_new_contact")
+    assert new_contact.label == "New contact" and new_contact not in at.sidebar.button  # in the main area
+    new_contact.click().run()
     assert "14 days to reply" not in _markdown(at)
 
 
