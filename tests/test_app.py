@@ -457,7 +457,7 @@ def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_h
     state = _state(db)
     state.accounts.add("adam", PASSWORD, "agent", actor="cli:test")
     state.handoffs.claim(handoff.id, "adam")
-    assert any(m.value == "**Status:** a person is handling it" for m in _come_back(monkeypatch, conversation).markdown)
+    assert any(m.value == "**Status:** a person is looking at it" for m in _come_back(monkeypatch, conversation).markdown)
     state.handoffs.resolve(handoff.id, "adam")
     back = _come_back(monkeypatch, conversation)
     assert any(m.value == "**Status:** resolved" for m in back.markdown)

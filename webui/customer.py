@@ -32,11 +32,6 @@ UNAVAILABLE = "Sorry, the help centre can't answer right now. Please try again i
 CONVERSATION_PARAM = "c"
 CONTACT_ASK = "Before I pass this on: how can our team reach you? This is optional."
 CONSENT = "You may contact me about this question. We'll use this only to answer this question."
-STATUS_TEXT = {
-    "open": "waiting for a person",
-    "claimed": "a person is handling it",
-    "resolved": "resolved",
-}
 FEEDBACK = (("helpful", "Helpful", ":material/thumb_up:"), ("not_helpful", "Not helpful", ":material/thumb_down:"))
 
 
@@ -278,6 +273,5 @@ def _render_handoff(services: Services, state: dict, handoff: HandoffRecord) -> 
                 f"This conversation was passed to our support team (reference **{current.reference}**).",
                 icon=":material/support_agent:",
             )
-        status = STATUS_TEXT.get(current.status, current.status)
-        st.markdown(f"**Status:** {status}")
+        st.markdown(f"**Status:** {current.customer_status}")  # from the stored state, nothing more
     st.button("Start a new conversation", on_click=_restart, key="customer_restart")
