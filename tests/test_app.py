@@ -461,6 +461,9 @@ def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_h
     state.handoffs.resolve(handoff.id, "adam")
     back = _come_back(monkeypatch, conversation)
     assert any(m.value == "**Status:** resolved" for m in back.markdown)
+    back.button(key="customer_restart").click().run()
+    assert len(back.chat_message) == 1 and "c" not in back.query_params  # a new conversation, a clean address
+    assert not back.chat_input(key="customer_input").disabled
 
     # An id that is not a conversation opens an empty chat, and the address forgets it.
     stranger = _come_back(monkeypatch, "A" * 32)
