@@ -236,7 +236,7 @@ def _queue_actions(db: str) -> list[tuple[str, str, str]]:
 def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: AppTest, db: str) -> None:
     general, refused = _queued_handoffs(db)
     at = _open(app, "agent", role="agent")
-    assert at.tabs[1].label == "Hand-off queue (2 open)"
+    assert at.tabs[1].label == "Hand-off queue" and at.tabs[1].caption[0].value == "2 open · 0 being handled"
     table = at.tabs[1].dataframe[0].value
     assert list(table["Reference"]) == [f"H-{refused}", f"H-{general}"]  # newest first
     assert list(table["Reason"]) == ["Low confidence", "Customer asked for a person"]
@@ -255,6 +255,7 @@ def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: 
     at.button(key=f"agent_handoff_claim_{refused}").click().run()
     assert any(m.value == "**Status:** Being handled by adam" for m in at.markdown)
     assert _state(db).handoffs.get(refused).claimed_by == "adam"
+    assert at.tabs[1].caption[0].value == "1 open · 1 being handled"
 
     at.text_area(key=f"agent_handoff_note_text_{refused}").input("Called back, card 4111 1111 1111 1111")
     at.button(key=f"agent_handoff_note_add_{refused}").click().run()
@@ -269,7 +270,7 @@ def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: 
     assert resolved.status == "resolved" and resolved.resolved_by == "adam"
     assert [n.text for n in resolved.notes][-1] == "Explained the payment options"
     assert list(at.tabs[1].dataframe[0].value["Reference"]) == [f"H-{general}"]  # off the active queue
-    assert at.tabs[1].label == "Hand-off queue (1 open)"
+    assert at.tabs[1].caption[0].value == "1 open · 0 being handled"
 
     target = f"H-{refused}"
     assert _queue_actions(db) == [
@@ -294,7 +295,7 @@ def test_agent_cannot_resolve_a_handoff_another_agent_claimed(app: AppTest, db: 
 
 def test_agent_queue_is_empty_without_handoffs(app: AppTest) -> None:
     at = _open(app, "agent", role="agent")
-    assert at.tabs[1].label == "Hand-off queue (0 open)"
+    assert at.tabs[1].caption[0].value == "0 open · 0 being handled"
     assert any("No hand-offs here" in i.value for i in at.info)
 
 

@@ -40,7 +40,7 @@ def _new_contact() -> None:
 def render(services: Services, identity: StaffIdentity) -> None:
     st.title("Agent assist")
     st.caption("Answers from the policies and procedures in the knowledge base, with the exact passage cited.")
-    live, queue = st.tabs(["Live contact", handoff_queue.queue_label(services)])
+    live, queue = st.tabs(["Live contact", handoff_queue.TAB], key="agent_tab")
     with live:
         _live_contact(services)
     with queue:

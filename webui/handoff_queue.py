@@ -28,10 +28,12 @@ STATUSES = {"open": "Open", "claimed": "Being handled", "resolved": "Resolved"}
 VIEWS = {"active": "Open and being handled", "open": "Open", "claimed": "Being handled", "resolved": "Resolved"}
 
 
-def queue_label(services: Services) -> str:
-    """The tab's name, with how many hand-offs wait for a person."""
-    waiting = services.state.handoffs.counts().get("open", 0)
-    return f"Hand-off queue ({waiting} open)"
+TAB = "Hand-off queue"  # one fixed name: a tab whose name changes is a new tab, and the page would jump away
+
+
+def _counts_line(services: Services) -> str:
+    counts = services.state.handoffs.counts()
+    return f"{counts.get('open', 0)} open · {counts.get('claimed', 0)} being handled"
 
 
 def _when(moment: datetime | None) -> str:
@@ -53,6 +55,7 @@ def _status(record: HandoffRecord) -> str:
 
 
 def render(services: Services, identity: StaffIdentity) -> None:
+    st.caption(_counts_line(services))
     view = st.selectbox("Show", list(VIEWS), format_func=VIEWS.__getitem__, key="agent_queue_view")
     status = None if view == "active" else view
     records = services.conversations.handoff_queue(status)  # type: ignore[arg-type]
