@@ -1,9 +1,9 @@
 """kbassist customer app: the self-service help-centre chat and nothing else.
 
 Run with ``streamlit run app_customer.py``; this is the one to put behind a public reverse proxy.
-It imports no staff workspace, offers no navigation and reads no query parameter, so no URL leads
-from here to agent assist or the knowledge-base tools (those are ``app_streamlit.py``, behind
-staff sign-in, on a private address). Customers never see server names or paths: failures are
+It imports no staff workspace and offers no navigation; the one query parameter it reads is the
+customer's own conversation id (``?c=``), so no URL leads from here to agent assist or the
+knowledge-base tools (those are ``app_streamlit.py``, behind staff sign-in, on a private address). Customers never see server names or paths: failures are
 logged for the operators and shown as one polite message.
 """
 

@@ -57,7 +57,7 @@ def _render(workspace: str, services: Services, identity: StaffIdentity) -> None
         if workspace == "owner" and identity.is_owner:
             owner.render(services, identity)
         else:
-            agent.render(services)
+            agent.render(services, identity)
     except (StoreUnavailable, StateUnavailable) as exc:
         log.error("workspace=%s failed: %s", workspace, exc)
         st.error(f"The knowledge base can't be used right now: {exc}", icon=":material/error:")

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from assist.access import Filters
-from assist.answer import Answer, Handoff
+from assist.answer import Answer, Citation, Handoff
 from assist.generation import TokenCallback
 from assist.service import Assistant, requested_handoff
 
 if TYPE_CHECKING:
     from kb.state.conversations import ConversationRecord, RatingValue
-    from kb.state.handoffs import Contact, HandoffRecord
+    from kb.state.handoffs import Contact, HandoffRecord, Handoffs, HandoffStatus
     from kb.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,14 @@ class Exchange:
 
 def _citations(answer: Answer) -> list[dict[str, object]]:
     return [asdict(c) for c in answer.citations]
+
+
+def _citation(stored: dict[str, object]) -> Citation:
+    """A stored citation back as the object pages render (fields missing from old rows left empty)."""
+    names = Citation.__dataclass_fields__
+    values = {name: stored.get(name, "") for name in names}
+    values["number"] = int(stored.get("number", 0) or 0)  # type: ignore[call-overload]
+    return Citation(**values)  # type: ignore[arg-type]
 
 
 class ConversationService:
@@ -177,6 +185,64 @@ class ConversationService:
     def load(self, conversation_id: str) -> ConversationRecord | None:
         """The stored conversation (turns, answers, ratings, hand-off status), or None for an unknown id."""
         return self.state.conversations.load(conversation_id) if self.state is not None else None
+
+    def restore(self, conversation_id: str, *, rater: str | None = None) -> tuple[list[Exchange], HandoffRecord | None]:
+        """A stored conversation as a page shows it: its exchanges (with ``rater``'s ratings) and latest hand-off.
+
+        Unknown or malformed ids give no exchanges and no hand-off. The hand-off carries no contact details.
+        """
+        record = self.load(conversation_id)
+        if record is None:
+            return [], None
+        exchanges = []
+        for stored in record.exchanges:
+            answer = Answer(
+                question=stored.question,
+                search_query=stored.search_query,
+                role=record.role,
+                text=stored.answer,
+                citations=[_citation(c) for c in stored.citations],
+                confidence=stored.confidence,
+                refused=stored.refused,
+                latency_ms=0.0,
+                market=record.market,
+            )
+            given = [stored.ratings[rater]] if rater and rater in stored.ratings else []
+            exchanges.append(Exchange(stored.question_id, answer, ratings=given, conversation_id=record.id))
+        return exchanges, record.handoff
+
+    def latest_handoff(self, conversation_id: str | None) -> HandoffRecord | None:
+        """The conversation's latest hand-off as its customer may see it (status, reference; no contact)."""
+        if self.state is None or not conversation_id:
+            return None
+        return self.state.handoffs.for_conversation(conversation_id)
+
+    # -- the hand-off queue (staff) ---------------------------------------------------------------
+
+    def handoff_queue(self, status: HandoffStatus | None = "open", limit: int = 200) -> list[HandoffRecord]:
+        """Hand-offs newest first, with the customer's contact (for staff pages only)."""
+        return self._queue().list(status, limit, include_contact=True)
+
+    def read_handoff(self, handoff_id: int, *, actor: str) -> HandoffRecord:
+        """One hand-off in full for ``actor`` (``account:<name>``); the reading is audited."""
+        return self._queue().open_for_reading(handoff_id, actor=actor)
+
+    def claim_handoff(self, handoff_id: int, agent: str, *, actor: str) -> HandoffRecord:
+        return self._queue().claim(handoff_id, agent, actor=actor)
+
+    def release_handoff(self, handoff_id: int, agent: str, *, actor: str) -> HandoffRecord:
+        return self._queue().release(handoff_id, agent, actor=actor)
+
+    def note_handoff(self, handoff_id: int, agent: str, text: str, *, actor: str) -> HandoffRecord:
+        return self._queue().add_note(handoff_id, agent, text, actor=actor)
+
+    def resolve_handoff(self, handoff_id: int, agent: str, note: str = "", *, actor: str) -> HandoffRecord:
+        return self._queue().resolve(handoff_id, agent, note, actor=actor)
+
+    def _queue(self) -> Handoffs:
+        if self.state is None:
+            raise RuntimeError("the hand-off queue needs the state store; this service records nothing")
+        return self.state.handoffs
 
     def rate(self, question_id: int, rating: RatingValue, *, rater: str, comment: str = "") -> None:
         """One rating per answer per rater: rating again replaces the earlier one."""

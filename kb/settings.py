@@ -12,11 +12,12 @@ import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -242,6 +243,19 @@ class Settings(BaseSettings):
         ),
         description="What a customer is told after asking for a person (your real contact promise goes here).",
     )
+    # Documents and answers shown to customers may link only here; everything else is plain text.
+    customer_link_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated domains (and their subdomains) that links in the customer chat may point "
+        "to; empty: no links are rendered, only their text. Images are never rendered.",
+    )
+
+    @field_validator("customer_link_domains", mode="before")
+    @classmethod
+    def _domain_list(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else (value or ())
+        domains = (str(d).strip().lower().strip(".") for d in items)
+        return tuple(dict.fromkeys(d for d in domains if d))
 
     @field_validator("chroma_url", "llm_base_url", "state_url", "handoff_webhook_url")
     @classmethod

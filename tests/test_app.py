@@ -131,9 +131,15 @@ def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest
     assert any(label.startswith("[1] Handling a dispute — Procedure · v2 · review by 2020-01-01") for label in labels)
     assert any("Open the dispute case" in m.value for e in at.expander for m in e.markdown)
     assert any("Document `disputes`" in c.value for c in at.caption)
-    # The suggested reply quotes customer-facing documents only, in a copyable code block.
-    for block in at.code:
-        assert "Pause the invoice" not in block.value
+    # The suggested reply quotes customer-facing documents only, as plain text the agent may edit.
+    assert not at.code
+    for reply in at.text_area:
+        assert "Pause the invoice" not in reply.value
+    # The cited procedure is past its review date, and the page says so.
+    assert any(
+        "Handling a dispute was due for review on 2020-01-01" in w.value and "still current" in w.value
+        for w in at.warning
+    )
 
     at.text_input(key="agent_comment_1").input("Used it, card 4111 1111 1111 1111 was mentioned")
     at.button(key="agent_rate_used_1").click().run()
@@ -153,12 +159,20 @@ def test_agent_market_filter_narrows_sources_and_the_suggested_reply(app: AppTes
     at.selectbox(key="agent_market").select("DE").run()
     at = _agent_ask(at, "How many days does the customer have to return an item?")
     assert all("Returns in Sweden" not in e.label for e in at.expander)
-    (reply,) = at.code  # the copyable reply for the customer, quoted from the German article
+    (reply,) = at.text_area  # the editable reply for the customer, quoted from the German article
+    assert reply.label.startswith("Suggested reply to the customer")
     assert "statutory withdrawal right" in reply.value and "30 days" not in reply.value
+    assert not at.code
+    overdue = [w.value for w in at.warning if "due for review" in w.value]
+    assert not [w for w in overdue if "Returns in Germany" in w]  # reviewed until 2030
+    assert all("Handling a dispute" in w for w in overdue)  # the one past its date, if it is cited
 
     at.selectbox(key="agent_market").select("SE").run()
     at = _agent_ask(at, "How many days does the customer have to return an item?")
-    assert "30 days of delivery" in at.code[0].value and "withdrawal" not in at.code[0].value
+    reply = at.text_area[0]  # the latest answer's; the earlier one sits under "Earlier in this contact"
+    assert "30 days of delivery" in reply.value and "withdrawal" not in reply.value
+    reply.input("Hello! You have 30 days.").run()  # the agent edits it before copying
+    assert at.text_area[0].value == "Hello! You have 30 days."
 
 
 def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: str) -> None:
@@ -171,7 +185,9 @@ def test_agent_follow_up_is_searched_with_the_conversation(app: AppTest, db: str
     assert len(logged) == 2 and logged[0].conversation_id == logged[1].conversation_id
     assert logged[1].search_query.startswith("Customer wants to dispute a purchase")  # searched with the earlier turn
 
-    at.button(key="agent_new_contact").click().run()
+    new_contact = at.button(key="agent_new_contact")
+    assert new_contact.label == "New contact" and new_contact not in at.sidebar.button  # in the main area
+    new_contact.click().run()
     assert "14 days to reply" not in _markdown(at)
 
 
@@ -182,11 +198,123 @@ def test_agent_is_told_when_no_policy_covers_it(app: AppTest) -> None:
     assert any(e.label.startswith("[1] When no policy covers a case — Escalation path") for e in at.expander)
 
 
+# -- hand-off queue ---------------------------------------------------------------------------------
+
+
+def _queued_handoffs(db: str) -> tuple[int, int]:
+    """Two hand-offs in the store: a general request, then a refusal with the customer's e-mail."""
+    from kb.state.handoffs import Contact
+
+    state = _state(db)
+    ids = []
+    for question, reason, contact in (
+        ("", "customer_asked", None),
+        (
+            "Can I pay with gold bars? Mail a@b.se",
+            "low_confidence",
+            Contact("email", "jo@example.com", consent=True, consent_text="We'll use this only to answer this question."),
+        ),
+    ):
+        conversation = state.conversations.start("customer", "SE")
+        state.conversations.log_question(
+            conversation, role="customer", market="SE", question=question or "How do returns work?",
+            search_query="gold bars", answer="I'm sorry, I can't answer that.", refused=bool(question),
+            confidence=0.1, doc_ids=[], latency_ms=1.0, generator="extractive",
+        )  # fmt: skip
+        record = state.handoffs.create(
+            conversation, question=question, summary="Customer asked", reason=reason, market="SE",
+            language="en", searched={"query": "gold bars", "documents": []}, contact=contact,
+        )  # fmt: skip
+        ids.append(record.id)
+    return ids[0], ids[1]
+
+
+def _queue_actions(db: str) -> list[tuple[str, str, str]]:
+    return [(e.actor, e.action, e.target) for e in reversed(_state(db).audit_log.entries(action="handoff.*"))]
+
+
+def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: AppTest, db: str) -> None:
+    general, refused = _queued_handoffs(db)
+    at = _open(app, "agent", role="agent")
+    assert at.tabs[1].label == "Hand-off queue" and at.tabs[1].caption[0].value == "2 open · 0 being handled"
+    table = at.tabs[1].dataframe[0].value
+    assert list(table["Reference"]) == [f"H-{refused}", f"H-{general}"]  # newest first
+    assert list(table["Reason"]) == ["Low confidence", "Customer asked for a person"]
+    assert table["Question"][0] == "Can I pay with gold bars? Mail [email]"
+    assert table["Contact"][0] == "E-mail: jo@example.com" and table["Contact"][1] == ""
+    assert list(table["Market"]) == ["SE", "SE"] and list(table["Language"]) == ["en", "en"]
+
+    at.selectbox(key="agent_handoff_pick").select(f"H-{refused}").run()
+    assert not at.exception, at.exception
+    assert any(s.value == f"H-{refused} — Low confidence" for s in at.subheader)
+    transcript = [m.markdown[0].value for m in at.tabs[1].chat_message]
+    assert transcript == ["Can I pay with gold bars? Mail [email]", "I'm sorry, I can't answer that."]
+    assert any("Customer contact** — E-mail: jo@example.com" in m.value for m in at.markdown)
+    assert any(m.value == "**Status:** Open" for m in at.markdown)
+
+    at.button(key=f"agent_handoff_claim_{refused}").click().run()
+    assert any(m.value == "**Status:** Being handled by adam" for m in at.markdown)
+    assert _state(db).handoffs.get(refused).claimed_by == "adam"
+    assert at.tabs[1].caption[0].value == "1 open · 1 being handled"
+
+    at.text_area(key=f"agent_handoff_note_text_{refused}").input("Called back, card 4111 1111 1111 1111")
+    at.button(key=f"agent_handoff_note_add_{refused}").click().run()
+    assert not at.exception, at.exception
+    assert [n.text for n in _state(db).handoffs.get(refused).notes] == ["Called back, card [card]"]
+    assert any(t.value == "Called back, card [card]" for t in at.text)
+
+    at.text_input(key=f"agent_handoff_outcome_{refused}").input("Explained the payment options")
+    at.button(key=f"agent_handoff_resolve_go_{refused}").click().run()
+    assert not at.exception, at.exception
+    resolved = _state(db).handoffs.get(refused)
+    assert resolved.status == "resolved" and resolved.resolved_by == "adam"
+    assert [n.text for n in resolved.notes][-1] == "Explained the payment options"
+    assert list(at.tabs[1].dataframe[0].value["Reference"]) == [f"H-{general}"]  # off the active queue
+    assert at.tabs[1].caption[0].value == "1 open · 0 being handled"
+
+    target = f"H-{refused}"
+    assert _queue_actions(db) == [
+        ("account:adam", "handoff.view", target),
+        ("account:adam", "handoff.claim", target),
+        ("account:adam", "handoff.note", target),
+        ("account:adam", "handoff.resolve", target),
+    ]
+
+
+def test_agent_cannot_resolve_a_handoff_another_agent_claimed(app: AppTest, db: str) -> None:
+    _, refused = _queued_handoffs(db)
+    _account("owner")
+    _state(db).handoffs.claim(refused, "olive")
+    at = _open(app, "agent", role="agent")
+    at.selectbox(key="agent_handoff_pick").select(f"H-{refused}").run()
+    assert any(m.value == "**Status:** Being handled by olive" for m in at.markdown)
+    assert any("olive is handling" in c.value for c in at.caption)
+    keys = {b.key for b in at.button}
+    assert f"agent_handoff_claim_{refused}" not in keys and f"agent_handoff_resolve_go_{refused}" not in keys
+
+
+def test_agent_queue_is_empty_without_handoffs(app: AppTest) -> None:
+    at = _open(app, "agent", role="agent")
+    assert at.tabs[1].caption[0].value == "0 open · 0 being handled"
+    assert any("No hand-offs here" in i.value for i in at.info)
+
+
 # -- customer chat ------------------------------------------------------------------------------
 
 
 def _chat(at: AppTest, text: str) -> AppTest:
     at.chat_input(key="customer_input").set_value(text).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _pass_to_a_person(at: AppTest, contact: str = "", consent: bool = False) -> AppTest:
+    """The contact step of "talk to a person": optional e-mail or phone, with consent."""
+    if contact:
+        at.text_input(key="customer_contact_value").input(contact)
+    if consent:
+        at.checkbox(key="customer_contact_consent").check()
+    at.button(key="customer_contact_send").click().run()
     assert not at.exception, at.exception
     return at
 
@@ -239,6 +367,8 @@ def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_a
 
     button.click().run()
     assert not at.exception, at.exception
+    assert not _state(db).handoffs.list()  # first the chat asks how to reach the customer
+    at = _pass_to_a_person(at)
     (handoff,) = _state(db).handoffs.list()
     assert any(f"reference **H-{handoff.id}**" in s.value and "contact you" in s.value for s in at.success)
     assert handoff.reason == "low_confidence" and handoff.market == "SE" and handoff.status == "open"
@@ -252,6 +382,7 @@ def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_a
 def test_customer_can_ask_for_a_person_after_an_answer(customer_app: AppTest, db: str) -> None:
     at = _chat(_open_chat(customer_app), "How long do I have to return an item in Sweden?")
     at.button(key="customer_handoff").click().run()
+    _pass_to_a_person(at)
     (handoff,) = _state(db).handoffs.list()
     # The button after an answer is a general request: no answer is recorded as its trigger, and what was
     # searched last is kept as context.
@@ -259,6 +390,126 @@ def test_customer_can_ask_for_a_person_after_an_answer(customer_app: AppTest, db
     assert handoff.searched["documents"] == ["returns-se"]
     (day,) = _state(db).analytics.deflection_by_day()
     assert (day.answered, day.deflected, day.false_deflections) == (1, 0, 1)
+
+
+def _refused_then_person(at: AppTest) -> AppTest:
+    at = _chat(_open_chat(at), "Can I pay with bitcoin on Mars?")
+    at.button(key="customer_handoff").click().run()
+    return at
+
+
+def test_customer_leaves_a_contact_only_with_consent_and_it_is_stored_for_the_agent(
+    customer_app: AppTest, db: str
+) -> None:
+    at = _refused_then_person(customer_app)
+    assert any("how can our team reach you" in m.value for m in at.markdown)
+    assert "We'll use this only to answer this question" in at.checkbox(key="customer_contact_consent").label
+
+    at = _pass_to_a_person(at, contact="jo@example.com")  # no consent ticked
+    assert any("Tick the box" in e.value for e in at.error) and not _state(db).handoffs.list()
+    at = _pass_to_a_person(at, contact="not a number", consent=True)
+    assert any("doesn't look like a phone number" in e.value for e in at.error) and not _state(db).handoffs.list()
+    at = _pass_to_a_person(at, contact="jo@example.com", consent=True)
+
+    (listed,) = _state(db).handoffs.list()
+    assert listed.contact is None  # not in ordinary reads
+    stored = _state(db).handoffs.get(listed.id, include_contact=True)
+    assert stored.contact is not None and (stored.contact.kind, stored.contact.value) == ("email", "jo@example.com")
+    assert stored.contact.consent_text.endswith("We'll use this only to answer this question.")
+    assert all("jo@example.com" not in t["content"] for t in stored.transcript)
+    assert any(f"**H-{listed.id}**" in s.value for s in at.success)
+    assert any(m.value == "**Status:** waiting for a person" for m in at.markdown)
+
+
+def test_customer_may_pass_on_without_a_contact_or_go_back_to_the_chat(customer_app: AppTest, db: str) -> None:
+    at = _refused_then_person(customer_app)
+    assert at.chat_input(key="customer_input").disabled
+    at.button(key="customer_contact_cancel").click().run()
+    assert not at.chat_input(key="customer_input").disabled and not _state(db).handoffs.list()
+    at.button(key="customer_handoff").click().run()
+    _pass_to_a_person(at)
+    (handoff,) = _state(db).handoffs.list()
+    assert _state(db).handoffs.get(handoff.id, include_contact=True).contact is None
+
+
+def _come_back(monkeypatch: pytest.MonkeyPatch, conversation: str) -> AppTest:
+    """A new browser session opening the chat's address again (the id is in ``?c=``)."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(CUSTOMER_APP, default_timeout=TIMEOUT)
+    at.query_params["c"] = conversation
+    return _open_chat(at)
+
+
+def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_handoff(
+    customer_app: AppTest, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _pass_to_a_person(_refused_then_person(customer_app))
+    conversation = at.query_params["c"]
+    (handoff,) = _state(db).handoffs.list()
+    assert handoff.conversation_id == conversation
+
+    back = _come_back(monkeypatch, conversation)
+    assert back.chat_message[1].markdown[0].value == "Can I pay with bitcoin on Mars?"
+    assert any(f"**H-{handoff.id}**" in i.value for i in back.info) and not back.success
+    assert any(m.value == "**Status:** waiting for a person" for m in back.markdown)
+    assert back.chat_input(key="customer_input").disabled
+
+    state = _state(db)
+    state.accounts.add("adam", PASSWORD, "agent", actor="cli:test")
+    state.handoffs.claim(handoff.id, "adam")
+    assert any(m.value == "**Status:** a person is looking at it" for m in _come_back(monkeypatch, conversation).markdown)
+    state.handoffs.resolve(handoff.id, "adam")
+    back = _come_back(monkeypatch, conversation)
+    assert any(m.value == "**Status:** resolved" for m in back.markdown)
+    back.button(key="customer_restart").click().run()
+    assert len(back.chat_message) == 1 and "c" not in back.query_params  # a new conversation, a clean address
+    assert not back.chat_input(key="customer_input").disabled
+
+    # An id that is not a conversation opens an empty chat, and the address forgets it.
+    stranger = _come_back(monkeypatch, "A" * 32)
+    assert len(stranger.chat_message) == 1 and "c" not in stranger.query_params
+
+
+def test_customer_rates_an_answer_once_and_may_say_why(customer_app: AppTest, db: str) -> None:
+    at = _chat(_open_chat(customer_app), "How long do I have to return an item in Sweden?")
+    (question,) = _state(db).conversations.logged_questions()
+    at.button(key=f"customer_rate_helpful_{question.id}").click().run()
+    assert _state(db).analytics.feedback_summary().counts == {"helpful": 1}
+    assert at.button(key=f"customer_rate_helpful_{question.id}").proto.type == "primary"
+
+    # The other thumb replaces the first: one rating per answer.
+    at.button(key=f"customer_rate_not_helpful_{question.id}").click().run()
+    assert _state(db).analytics.feedback_summary().counts == {"not_helpful": 1}
+    at.text_input(key=f"customer_reason_text_{question.id}").input("Wrong country, call me on +46 70 123 45 67")
+    at.button(key=f"customer_reason_send_{question.id}").click().run()
+    assert not at.exception, at.exception
+    summary = _state(db).analytics.feedback_summary()
+    assert summary.counts == {"not_helpful": 1}
+    assert summary.comments[0][1] == "Wrong country, call me on [phone]"
+    assert any(c.value == "Thanks for telling us." for c in at.caption)
+
+
+def test_customer_chat_renders_no_images_and_only_allowed_links(
+    customer_app: AppTest, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KBASSIST_CUSTOMER_LINK_DOMAINS", "example.com")
+    state = _state(db)
+    conversation = state.conversations.start("customer", "SE")
+    passage = "Pack it. ![pixel](https://track.evil.test/p.gif) See [form](https://help.example.com/f). <b>x</b>"
+    state.conversations.log_question(
+        conversation, role="customer", market="SE", question="How do I return it?", search_query="return",
+        answer="Read [our page](https://help.example.com/r) or [this](https://evil.test/r) ![](https://evil.test/p)",
+        refused=False, confidence=0.9, doc_ids=["returns-se"], latency_ms=1.0, generator="extractive",
+        citations=[{"number": 1, "chunk_id": "c1", "doc_id": "returns-se", "title": "Returns", "section": "Returns",
+                    "version": "1", "review_by": "", "passage": passage}],
+    )  # fmt: skip
+    at = _come_back(monkeypatch, conversation)
+    answer = at.chat_message[-1].markdown[0].value
+    assert answer.strip() == "Read [our page](<https://help.example.com/r>) or this"
+    shown = "\n".join(m.value for e in at.expander for m in e.markdown)
+    assert "![" not in shown and "evil.test" not in shown and "Pack it. pixel See" in shown  # alt text only
+    assert "[form](<https://help.example.com/f>)" in shown and "&lt;b>" in shown
 
 
 def test_customer_app_shows_only_the_chat_and_ignores_the_workspace_parameter(customer_app: AppTest, db: str) -> None:

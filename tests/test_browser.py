@@ -124,12 +124,27 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(serve: Server) -> None:
             page.get_by_text("1. Returns in Sweden — Return window").click()  # the source opens to its passage
             expect(page.get_by_text("within 30 days of delivery").last).to_be_visible()
 
+            page.get_by_role("button", name="Helpful", exact=True).click()  # thumbs up on the answer
+            expect(page.get_by_text("Thanks for your feedback.")).to_be_visible(timeout=30_000)
+
             page.get_by_role("button", name="Talk to a person").click()
+            contact = page.get_by_role("textbox", name="E-mail or phone number (optional)")
+            expect(contact).to_be_visible(timeout=30_000)
+            contact.fill("jo@example.com")
+            page.get_by_text("We'll use this only to answer this question.").click()  # the consent box
+            page.get_by_role("button", name="Pass to a person").click()
             confirmation = page.get_by_text("I've passed your conversation to our support team")
             expect(confirmation).to_be_visible(timeout=30_000)
             expect(confirmation).to_contain_text("H-1")
+            expect(page.get_by_text("Status: waiting for a person")).to_be_visible()
             expect(page.get_by_placeholder("Type your question")).to_be_disabled()
             page.screenshot(path=str(ARTIFACTS / "browser-customer-handoff.png"), full_page=True)
+
+            # Coming back to the same address shows the conversation and the hand-off's status.
+            assert "c=" in page.url
+            page.goto(page.url, timeout=60_000)
+            expect(page.get_by_text("Status: waiting for a person")).to_be_visible(timeout=60_000)
+            expect(page.locator('[data-testid="stChatMessage"]').filter(has_text="30 days")).to_be_visible()
         finally:
             browser.close()
 
@@ -137,6 +152,9 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(serve: Server) -> None:
     assert handoff.id == 1 and handoff.reason == "customer_asked" and handoff.question_id is None
     assert handoff.transcript[0] == {"role": "user", "content": "How long do I have to return an item in Sweden?"}
     assert handoff.searched["documents"] == ["returns-se"]
+    store = StateStore(db, Settings())
+    assert store.handoffs.get(handoff.id, include_contact=True).contact.value == "jo@example.com"
+    assert store.analytics.feedback_summary().counts == {"helpful": 1}
 
 
 def test_customer_app_ignores_a_url_asking_for_staff_tools(serve: Server) -> None:
@@ -207,3 +225,55 @@ def test_staff_sign_in_role_and_sign_out(serve: Server) -> None:
     entries = StateStore(db, Settings()).audit_log.entries()
     actions = [(e.action, e.target) for e in entries if e.action.startswith("sign")]
     assert actions == [("signout", "adam"), ("signin.success", "adam"), ("signin.failure", "adam")]
+
+
+def test_agent_claims_and_resolves_a_handoff_from_the_queue(serve: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from kb.state.handoffs import Contact
+
+    url, db = serve("app_streamlit.py")
+    store = StateStore(db, Settings())
+    store.accounts.add("adam", PASSWORD, "agent", actor="cli:test")
+    conversation = store.conversations.start("customer", "SE")
+    store.conversations.log_question(
+        conversation, role="customer", market="SE", question="Can I pay with gold bars?", search_query="gold bars",
+        answer="I'm sorry, I can't answer that.", refused=True, confidence=0.1, doc_ids=[], latency_ms=1.0,
+        generator="extractive",
+    )  # fmt: skip
+    contact = Contact("phone", "+46 70 123 45 67", consent=True, consent_text="We'll use this only to answer this.")
+    handoff = store.handoffs.create(
+        conversation, question="Can I pay with gold bars?", summary="Customer asked", reason="low_confidence",
+        market="SE", language="en", searched={"query": "gold bars", "documents": []}, contact=contact,
+    )  # fmt: skip
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(url, timeout=60_000)
+            page.get_by_role("textbox", name="User name").fill("adam")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Agent assist")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="New contact")).to_be_visible()
+
+            page.get_by_role("tab", name="Hand-off queue").click()
+            expect(page.get_by_text("1 open · 0 being handled")).to_be_visible(timeout=30_000)
+            page.get_by_role("combobox", name="Open a hand-off").click()
+            page.get_by_role("option", name=f"H-{handoff.id}").click()
+            expect(page.get_by_text("Phone: +46 70 123 45 67").last).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("I'm sorry, I can't answer that.")).to_be_visible()
+            page.get_by_role("button", name="Claim").click()
+            expect(page.get_by_text("Status: Being handled by adam")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "browser-agent-handoff-claimed.png"), full_page=True)
+            page.get_by_role("textbox", name="How was it resolved? (optional)").fill("Explained payment options")
+            page.get_by_role("button", name="Resolve").click()
+            # The page stays on the queue tab after each action; the resolved hand-off leaves the active list.
+            expect(page.get_by_text("0 open · 0 being handled")).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()
+
+    resolved = StateStore(db, Settings()).handoffs.get(handoff.id)
+    assert resolved.status == "resolved" and resolved.resolved_by == "adam"
+    assert [n.text for n in resolved.notes] == ["Explained payment options"]

@@ -57,6 +57,42 @@ def test_an_ask_is_recorded_with_its_conversation_and_context_comes_from_the_sto
     assert state.analytics.counts()["questions"] == 2, "a question that cannot be asked stores nothing"
 
 
+def test_a_page_restores_the_exchanges_with_its_own_ratings_and_the_handoff(
+    assistant: Assistant, state: StateStore
+) -> None:
+    service = ConversationService(assistant, state, deliver="off")
+    first = service.ask("How long do I have to return an item?", role="customer", market="SE")
+    conversation = first.conversation_id
+    service.rate(first.question_id, "helpful", rater=f"customer:{conversation}")
+    service.rate(first.question_id, "not_helpful", rater="agent-contact:other")
+    service.hand_off(conversation, [first], market="SE")
+
+    exchanges, handoff = service.restore(conversation, rater=f"customer:{conversation}")
+    (exchange,) = exchanges
+    assert exchange.question_id == first.question_id and exchange.ratings == ["helpful"]
+    assert exchange.answer.text == first.answer.text and exchange.answer.citations == first.answer.citations
+    assert handoff is not None and handoff.status == "open" and handoff.contact is None
+    assert service.latest_handoff(conversation).id == handoff.id
+    assert service.restore("A" * 32) == ([], None) and service.restore("../etc") == ([], None)
+
+
+def test_queue_actions_are_audited_as_the_given_actor(assistant: Assistant, state: StateStore) -> None:
+    service = ConversationService(assistant, state, deliver="off")
+    state.accounts.add("adam", "correct horse battery", "agent", actor="cli:test")
+    first = service.ask("How long do I have to return an item?", role="customer", market="SE")
+    hid = service.hand_off(first.conversation_id, [first], market="SE").id
+    assert [h.id for h in service.handoff_queue()] == [hid]
+    service.read_handoff(hid, actor="account:adam")
+    service.claim_handoff(hid, "adam", actor="account:adam")
+    service.note_handoff(hid, "adam", "Called back", actor="account:adam")
+    service.resolve_handoff(hid, "adam", "Done", actor="account:adam")
+    assert service.handoff_queue() == [] and service.handoff_queue("resolved")[0].resolved_by == "adam"
+    entries = list(reversed(state.audit_log.entries(action="handoff.*")))
+    assert [(e.actor, e.action) for e in entries] == [
+        ("account:adam", action) for action in ("handoff.view", "handoff.claim", "handoff.note", "handoff.resolve")
+    ]
+
+
 def test_nothing_is_stored_without_a_state_store(assistant: Assistant) -> None:
     exchange = ConversationService(assistant, None).ask("How long do I have to return an item?", role="customer")
     assert exchange.question_id is None and exchange.conversation_id is None and exchange.answer.text

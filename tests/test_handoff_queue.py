@@ -85,7 +85,7 @@ def test_open_claimed_resolved_with_notes_and_a_truthful_customer_status(state_u
     with pytest.raises(HandoffConflict, match="no staff account"):
         store.handoffs.claim(_handoff(store), "mallory")
     actions = [e.action for e in store.audit_log.entries(action="handoff.*")]
-    assert actions == ["handoff.resolve", "handoff.claim", "handoff.release", "handoff.claim"]
+    assert actions == ["handoff.resolve", "handoff.note", "handoff.claim", "handoff.release", "handoff.claim"]
     assert store.handoffs.counts() == {"open": 1, "claimed": 0, "resolved": 1}
 
 

@@ -1,11 +1,16 @@
-"""Agent assist: ask during a live contact, read the cited policy, copy a reply, rate the answer."""
+"""Agent assist: ask during a live contact, read the cited policy, edit and copy a reply, rate the answer;
+and the hand-off queue of conversations customers passed to a person (:mod:`webui.handoff_queue`)."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import streamlit as st
 
 from assist.access import Filters
 from assist.service import QuestionError
+from kb.state.accounts import StaffIdentity
+from webui import handoff_queue
 from webui.asking import Exchange, ask_and_log
 from webui.common import answer_caption, render_citations
 from webui.services import Services
@@ -32,9 +37,17 @@ def _new_contact() -> None:
     st.session_state["agent_history"] = []
 
 
-def render(services: Services) -> None:
+def render(services: Services, identity: StaffIdentity) -> None:
     st.title("Agent assist")
     st.caption("Answers from the policies and procedures in the knowledge base, with the exact passage cited.")
+    live, queue = st.tabs(["Live contact", handoff_queue.TAB], key="agent_tab")
+    with live:
+        _live_contact(services)
+    with queue:
+        handoff_queue.render(services, identity)
+
+
+def _live_contact(services: Services) -> None:
     history: list[Exchange] = st.session_state.setdefault("agent_history", [])
     markets, products = facets(services.store.revision(), services)
 
@@ -42,7 +55,13 @@ def render(services: Services) -> None:
         st.subheader("Filters")
         market = st.selectbox("Market", [ANY, *markets], key="agent_market")
         product = st.selectbox("Product", [ANY, *products], key="agent_product")
-        st.button("New contact", on_click=_new_contact, icon=":material/restart_alt:", key="agent_new_contact")
+    st.button(
+        "New contact",
+        on_click=_new_contact,
+        icon=":material/restart_alt:",
+        key="agent_new_contact",
+        help="Start over for the next customer: clears the questions of this contact.",
+    )
 
     chosen_market = None if market == ANY else market
     filters = Filters(market=chosen_market, product=None if product == ANY else product)
@@ -106,13 +125,34 @@ def _render_exchange(services: Services, exchange: Exchange, latest: bool) -> No
         st.markdown("**Procedure**")
         st.markdown("\n".join(_numbered(i, step) for i, step in enumerate(answer.steps, 1)))
     if answer.citations:
+        for citation in answer.citations:
+            overdue = _past_review(citation.review_by)
+            if overdue:
+                st.warning(
+                    f"[{citation.number}] {citation.title} was due for review on {citation.review_by}: "
+                    "check it is still current before relying on it.",
+                    icon=":material/event_busy:",
+                )
         st.markdown("**Sources** — open one to read the exact passage")
         render_citations(answer.citations, key=f"agent-{exchange.question_id}")
     if answer.suggested_reply:
-        st.markdown("**Suggested reply to the customer** (copy with the icon at its top right)")
-        st.code(answer.suggested_reply, language=None, wrap_lines=True)
+        st.text_area(
+            "Suggested reply to the customer (edit it, then copy it into your reply)",
+            value=answer.suggested_reply,
+            height="content",
+            key=f"agent_reply_{exchange.question_id}",
+        )
     st.caption(answer_caption(answer))
     _feedback(services, exchange)
+
+
+def _past_review(review_by: str, today: date | None = None) -> bool:
+    """Whether a document's ``review_by`` date (ISO) has passed; dates that do not parse are not flagged."""
+    try:
+        due = date.fromisoformat(review_by.strip()[:10])
+    except ValueError:
+        return False
+    return due < (today or date.today())
 
 
 def _steps_in_text(steps: list[str], text: str) -> bool:

@@ -7,7 +7,7 @@ they arrive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 
@@ -28,8 +28,11 @@ def ask_and_log(
     history: Sequence[Exchange],
     filters: Filters | None = None,
     stream_into: st.delta_generator.DeltaGenerator | None = None,
+    shown: Callable[[str], str] = str,
 ) -> Exchange:
     """Ask with the earlier exchanges as context; stream tokens into ``stream_into`` when an LLM writes them.
+
+    ``shown`` turns the text so far into what the page may render (the customer chat's sanitiser).
 
     Raises :class:`assist.service.QuestionError` for a question that cannot be asked.
     """
@@ -39,7 +42,7 @@ def ask_and_log(
 
         def on_token(token: str) -> None:
             streamed.append(token)
-            stream_into.markdown("".join(streamed) + " ▌")
+            stream_into.markdown(shown("".join(streamed)) + " ▌")
 
     return services.conversations.ask(
         question,

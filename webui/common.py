@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from assist.answer import Answer, Citation
+from webui.safe_markdown import safe_markdown
 
 
 def citation_label(citation: Citation) -> str:
@@ -40,15 +41,19 @@ def render_citations(citations: Sequence[Citation], key: str, expanded_first: bo
             st.markdown(_quote(citation.passage))
 
 
-def render_sources_for_customer(citations: Sequence[Citation]) -> None:
-    """Sources as a readable list of help articles; each opens to the text the answer relied on."""
+def render_sources_for_customer(citations: Sequence[Citation], link_domains: Sequence[str] = ()) -> None:
+    """Sources as a readable list of help articles; each opens to the text the answer relied on.
+
+    The passage is made safe first: no images, no HTML, links only to ``link_domains``.
+    """
     if not citations:
         return
     st.markdown("**Sources**")
     for citation in citations:
         section = _section(citation)
-        with st.expander(f"{citation.number}. {citation.title}" + (f" — {section}" if section else "")):
-            st.markdown(_quote(citation.passage))
+        label = f"{citation.number}. {citation.title}" + (f" — {section}" if section else "")
+        with st.expander(safe_markdown(label)):
+            st.markdown(_quote(safe_markdown(citation.passage, link_domains)))
 
 
 def answer_caption(answer: Answer) -> str:

@@ -297,13 +297,27 @@ class Handoffs:
         log.info("hand-off id=%d resolved", handoff_id)
         return record
 
-    def add_note(self, handoff_id: int, author: str, text: str) -> None:
+    def add_note(self, handoff_id: int, author: str, text: str, *, actor: str | None = None) -> HandoffRecord:
+        """A note by ``author`` (an account name), audited as ``actor`` (default: the author)."""
         if not text.strip():
             raise ValueError("a note needs some text")
         with self.store.write() as session:
-            if session.get(Handoff, handoff_id) is None:
+            row = session.get(Handoff, handoff_id)
+            if row is None:
                 raise HandoffNotFound(f"no hand-off H-{handoff_id}")
             session.add(HandoffNote(handoff_id=handoff_id, author=author, created_at=utcnow(), text=text.strip()))
+            session.flush()
+            add_entry(session, actor or author, "handoff.note", f"H-{handoff_id}", {"agent": author})
+            return _record(session, row, include_contact=True)
+
+    def open_for_reading(self, handoff_id: int, *, actor: str) -> HandoffRecord:
+        """The hand-off in full, contact included, for a member of staff; the reading is audited."""
+        with self.store.write() as session:
+            row = session.get(Handoff, handoff_id)
+            if row is None:
+                raise HandoffNotFound(f"no hand-off H-{handoff_id}")
+            add_entry(session, actor, "handoff.view", f"H-{handoff_id}", {"contact": bool(row.contact_value)})
+            return _record(session, row, include_contact=True)
 
     def counts(self) -> dict[str, int]:
         """Hand-offs per status (every status present, zero or not)."""
