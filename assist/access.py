@@ -6,6 +6,10 @@ a role is shown, from either search, has its text and metadata read from that in
 Chroma query carrying the same clause. Dense search may rank the ids of chunks outside the role
 (it over-fetches nearest ids, see ``assist.retrieval``), but an id the role's index does not
 hold is dropped before anything else about it is read.
+
+The index is keyed by the store revision, which an interrupted write can leave describing
+chunks as they were (see :mod:`kb.store`), so before a passage is shown its audience is read
+again from Chroma by id; a passage the role may not read now is dropped whatever the index says.
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ class IngestReport:
     encodings: dict[str, str] = field(default_factory=dict)  # file -> encoding, for text not in UTF-8
     chunks_written: int = 0
     seconds: float = 0.0
+    # An earlier write was interrupted before its last revision change; this run finished it.
+    recovered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,7 +106,7 @@ class IngestReport:
     @property
     def changed(self) -> bool:
         """Whether the run wrote to the knowledge base (so indexes built from it are out of date)."""
-        return bool(self.added or self.updated or self.deleted or self.renamed)
+        return bool(self.added or self.updated or self.deleted or self.renamed or self.recovered)
 
     def summary_lines(self) -> list[str]:
         """The outcome counts, then one line per thing worth knowing (each only when it happened)."""
@@ -114,6 +116,8 @@ class IngestReport:
             f"{len(self.deleted)} deleted, {len(self.errors)} failed; "
             f"{self.chunks_written} chunks written in {self.seconds:.1f}s"
         ]
+        if self.recovered:
+            lines.append("an earlier ingest or removal was interrupted; its changes are now live for every role")
         if self.renamed:
             pairs = ", ".join(f"{old} → {new}" for old, new in self.renamed)
             lines.append(f"{_count(self.renamed, 'document')} got a new id (old id removed): {pairs}")
@@ -163,6 +167,7 @@ class IngestReport:
             "encodings": self.encodings,
             "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 3),
+            "recovered": self.recovered,
         }
 
 
@@ -279,6 +284,10 @@ def ingest(
     sources, roots = found.sources, found.roots
     report.errors, report.duplicates, report.unsupported = found.errors, found.duplicates, found.unsupported
     report.outside = found.outside
+    # Before reading the registry: a run killed after writing a document's record but before its
+    # last revision change left the store consistent yet the role indexes on a revision that
+    # may predate it; this run would find the document unchanged and write nothing.
+    report.recovered = store.recover_interrupted_write()
     known = {d.doc_id: d for d in store.documents()}
     with FileReader(max_bytes, UnpackLimits.from_settings(settings), settings.parse_timeout_s) as reader:
         seen_ids, id_of_path = _ingest_sources(sources, store, known, reader, report, signature, spec, progress, replace)
