@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from assist.access import Filters, audiences_for, where_clause
+from assist.access import Filters, readable, where_clause
 from assist.chunk_index import ChunkIndex
 from assist.role_indexes import ChunkIndexes
 from assist.terms import detect_language, terms
@@ -236,18 +236,17 @@ class HybridRetriever:
         so, after an interrupted write, may still describe chunks as they were (see
         :mod:`kb.store`). The audience and the rest of the metadata are therefore read again
         from Chroma, by id, for the few passages about to be shown: a chunk gone from the store,
-        or whose audience the role may not read, is dropped whatever the index says, and the
-        passage carries the store's metadata.
+        unpublished, or of an audience the role may not read, is dropped whatever the index
+        says, and the passage carries the store's metadata.
         """
         if not pool:
             return pool
-        allowed = set(audiences_for(role))
         got = self.store.chunks.get(ids=list(pool), include=["metadatas"])
         current = {i: dict(m or {}) for i, m in zip(got["ids"], got["metadatas"] or [], strict=True)}
         kept: dict[str, Passage] = {}
         for chunk_id, passage in pool.items():
             meta = current.get(chunk_id)
-            if meta is None or meta.get("audience") not in allowed or not filters.matches(meta):
+            if meta is None or not readable(role, meta) or not filters.matches(meta):
                 log.warning(
                     "dropped a passage the role's index holds but the store does not give the role "
                     "chunk_id=%s role=%s store_audience=%s",

@@ -263,8 +263,13 @@ def ingest(
     prune: bool | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     replace: bool = False,
+    publish: bool = True,
 ) -> IngestReport:
     """Bring the store in line with ``paths``.
+
+    ``publish=False`` (what the app's owner workspace does) stores each document it adds or
+    changes unpublished: no role retrieves it until :meth:`KnowledgeStore.publish_documents`.
+    An unchanged file keeps its state; with ``publish=True`` an unpublished one is published.
 
     ``prune`` (default: on when a folder is given) removes documents that were ingested from one
     of the given folders and are no longer there. ``progress(done, total, current_file)`` is
@@ -290,7 +295,9 @@ def ingest(
     report.recovered = store.recover_interrupted_write()
     known = {d.doc_id: d for d in store.documents()}
     with FileReader(max_bytes, UnpackLimits.from_settings(settings), settings.parse_timeout_s) as reader:
-        seen_ids, id_of_path = _ingest_sources(sources, store, known, reader, report, signature, spec, progress, replace)
+        seen_ids, id_of_path = _ingest_sources(
+            sources, store, known, reader, report, signature, spec, progress, replace, publish
+        )
     _prune(store, report, known, seen_ids, id_of_path, roots, prune)
     report.seconds = time.perf_counter() - started
     log.info("ingest finished: %s", " | ".join(report.summary_lines()))
@@ -307,6 +314,7 @@ def _ingest_sources(
     spec: ChunkSpec,
     progress: Callable[[int, int, str], None] | None,
     replace: bool,
+    publish: bool = True,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Read, chunk, embed and write each source; returns the ids seen (id → file) and each file's id."""
     settings = store.settings
@@ -334,7 +342,12 @@ def _ingest_sources(
                 chunk_count=len(chunks),
                 ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 format=doc.format,
-                **{k: v for k, v in doc.metadata.items() if k in DocumentRecord.__dataclass_fields__},
+                published=publish,
+                **{
+                    k: v
+                    for k, v in doc.metadata.items()
+                    if k in DocumentRecord.__dataclass_fields__ and k != "published"
+                },
             )
             items.append(
                 DocumentWrite(
@@ -371,6 +384,7 @@ def _ingest_sources(
                 previous
                 and previous.sha256 == f"{file_digest(source.path)}:{signature}"
                 and not _id_scheme_changed(previous, source)
+                and (previous.published or not publish)
             ):
                 report.unchanged.append(previous.doc_id)
                 seen_ids[previous.doc_id] = source.path
@@ -398,7 +412,9 @@ def _ingest_sources(
                         "front matter or move it, or ingest with --replace to replace it"
                     )
                 replaced.append(Replaced(doc.doc_id, owner.path, key))
-            chunks = chunk_text(doc.doc_id, doc.text, doc.metadata["title"], spec, _chunk_metadata(doc))
+            chunks = chunk_text(
+                doc.doc_id, doc.text, doc.metadata["title"], spec, {**_chunk_metadata(doc), "published": publish}
+            )
         except LoadError as exc:
             report.errors.append(FileError(source.path, str(exc)))
             log.info("skipped file=%s reason=%s", source.path, exc)  # the caller prints the error, once

@@ -588,6 +588,43 @@ class KnowledgeStore:
         self._bump_revision()
         return removed
 
+    def unpublished(self) -> list[DocumentRecord]:
+        """Documents added or changed through the app that no owner has published yet."""
+        return [d for d in self.documents() if not d.published]
+
+    def publish_documents(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """Make each document's chunks readable by the roles its audience admits; chunks per document.
+
+        Its chunks are marked first, its registry record last, in one write group (the revision
+        changes before and after), so an interrupted publish leaves the document listed as
+        unpublished and publishing it again finishes it. Unknown ids raise ``KeyError``, before
+        anything is written.
+        """
+        records = {doc_id: self.document(doc_id) for doc_id in doc_ids}
+        unknown = [doc_id for doc_id, record in records.items() if record is None]
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        published: dict[str, int] = {}
+        if not records:
+            return published
+        self._begin_writes()
+        try:
+            for doc_id, record in records.items():
+                assert record is not None
+                ids = sorted(self.chunk_ids(doc_id))
+                for start in range(0, len(ids), self._max_batch):
+                    part = ids[start : start + self._max_batch]
+                    self.chunks.update(ids=part, metadatas=[{"published": True}] * len(part))
+                record.published = True
+                self.registry.upsert(ids=[doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
+                published[doc_id] = len(ids)
+                log.info("published doc_id=%s chunks=%d", doc_id, len(ids))
+        except Exception:
+            self._bump_revision_after_failure()
+            raise
+        self._bump_revision()
+        return published
+
     def document_chunks(self, doc_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """A document's chunks as ``(id, text, metadata)``, in reading order."""
         got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
