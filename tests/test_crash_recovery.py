@@ -287,3 +287,33 @@ def test_server_stopped_at_a_write_step_a_customer_never_gets_the_internal_docum
     monkeypatch.undo()
     chroma_server.start()
     _after_the_kill_and_rerun(folder, settings, step, "", made_internal)
+
+
+def test_an_interrupted_publish_is_finished_by_publishing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, None)
+    folder = _write_corpus(tmp_path / "docs", "customer")
+    store = KnowledgeStore(settings)
+    assert ingest([folder], store, publish=False).ok
+    ChunkIndexes(store).prepare()
+    assert _customer_sees_only_customer_chunks(store) == set(), "nothing published yet"
+    original = kb_store.KnowledgeStore._invoke
+
+    def invoke(self: KnowledgeStore, operation: str, call: Any, write: bool, policy: Any) -> Any:
+        if step_name(operation, settings.kb_collection) == "registry.upsert":
+            raise StoreUnavailable("the store went away")  # the chunks are marked, the registry is not
+        return original(self, operation, call, write, policy)
+
+    monkeypatch.setattr(kb_store.KnowledgeStore, "_invoke", invoke)
+    with pytest.raises(StoreUnavailable):
+        store.publish_documents(["goodwill"])
+    monkeypatch.undo()
+    assert store.write_in_progress() and store.document("goodwill").published is False
+    assert [d.doc_id for d in store.unpublished()] == ["goodwill", "refunds"], "still listed for the owner"
+    assert store.publish_documents(["goodwill", "refunds"]) == {"goodwill": 2, "refunds": 1}
+    assert not store.write_in_progress() and not store.unpublished()
+    _indexes_match_the_store(store)
+    assert _customer_sees_only_customer_chunks(store) == {"goodwill", "refunds"}
+    with pytest.raises(KeyError):
+        store.publish_documents(["nope"])
