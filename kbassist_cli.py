@@ -256,7 +256,7 @@ def kb_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", 
     for d in docs:
         typer.echo(
             f"{d.doc_id[:34]:34} {d.audience:9} {d.market:6} {d.language:4} {d.format:8} {d.chunk_count:>6}  "
-            f"{d.version[:8]:8} {d.review_by:10} {d.title}"
+            f"{d.version[:8]:8} {d.review_by:10} {d.title}{'' if d.published else '  [unpublished]'}"
         )
 
 
@@ -292,6 +292,7 @@ def kb_show(
         "version": r.version,
         "review_by": r.review_by,
         "ingested": r.ingested_at,
+        "published": "yes" if r.published else "no: no role gets answers from it until an owner publishes it",
     }
     typer.echo(f"{r.doc_id}")
     for name, value in fields.items():

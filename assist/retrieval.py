@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from assist.access import Filters, where_clause
+from assist.access import Filters, readable, where_clause
 from assist.chunk_index import ChunkIndex
 from assist.role_indexes import ChunkIndexes
 from assist.terms import detect_language, terms
@@ -171,6 +171,9 @@ class HybridRetriever:
             passage = pool.setdefault(chunk_id, Passage(chunk_id, index.texts[row], index.metadatas[row]))
             passage.lexical = score
             passage.fused += 1.0 / (RRF_K + rank + 1)
+        t = time.perf_counter()
+        pool = self._verified(pool, role, filters)
+        timings["verify_ms"] = (time.perf_counter() - t) * 1000
         if not pool:
             latency = (time.perf_counter() - started) * 1000
             return Retrieval(query, role, filters, [], 0.0, where, latency, timings, index, vector)
@@ -197,25 +200,64 @@ class HybridRetriever:
             query, role, filters, passages, confidence_from(passages), where, latency, timings, index, vector
         )
 
-    def following(self, passage: Passage, index: ChunkIndex) -> Passage | None:
+    def following(self, passage: Passage, index: ChunkIndex, role: str | None = None) -> Passage | None:
         """The chunk after ``passage`` in its document, if the role may read it.
 
         A procedure longer than a chunk continues there. Chunks of a document are stored, and
         so indexed, in order, so the next row is nearly always it; otherwise the store is asked.
+        The chunk's audience is checked against the store, like every retrieved passage's.
         """
         doc, position = passage.doc_id, passage.metadata.get("position")
         if not isinstance(position, int):
             return None
+        role = role or index.role
         row = index.row_of(passage.chunk_id)
         candidates = [row + 1] if 0 <= row < len(index.ids) - 1 else []
+        found: Passage | None = None
         for r in candidates:
             meta = index.metadatas[r]
             if meta.get("doc_id") == doc and meta.get("position") == position + 1:
-                return Passage(index.ids[r], index.texts[r], meta)
-        got = self.store.chunks.get(where={"$and": [{"doc_id": doc}, {"position": position + 1}]}, include=[])
-        rows = index.rows_of(list(got["ids"]))
-        hit = next((int(r) for r in rows if r >= 0), None)
-        return Passage(index.ids[hit], index.texts[hit], index.metadatas[hit]) if hit is not None else None
+                found = Passage(index.ids[r], index.texts[r], meta)
+        if found is None:
+            got = self.store.chunks.get(where={"$and": [{"doc_id": doc}, {"position": position + 1}]}, include=[])
+            rows = index.rows_of(list(got["ids"]))
+            hit = next((int(r) for r in rows if r >= 0), None)
+            if hit is None:
+                return None
+            found = Passage(index.ids[hit], index.texts[hit], index.metadatas[hit])
+        if not role:
+            return found
+        return self._verified({found.chunk_id: found}, role, Filters()).get(found.chunk_id)
+
+    def _verified(self, pool: dict[str, Passage], role: str, filters: Filters) -> dict[str, Passage]:
+        """The passages whose chunk, as the store holds it now, the role may read and the filters admit.
+
+        Text and scores come from the role's index, which is keyed by the store revision and
+        so, after an interrupted write, may still describe chunks as they were (see
+        :mod:`kb.store`). The audience and the rest of the metadata are therefore read again
+        from Chroma, by id, for the few passages about to be shown: a chunk gone from the store,
+        unpublished, or of an audience the role may not read, is dropped whatever the index
+        says, and the passage carries the store's metadata.
+        """
+        if not pool:
+            return pool
+        got = self.store.chunks.get(ids=list(pool), include=["metadatas"])
+        current = {i: dict(m or {}) for i, m in zip(got["ids"], got["metadatas"] or [], strict=True)}
+        kept: dict[str, Passage] = {}
+        for chunk_id, passage in pool.items():
+            meta = current.get(chunk_id)
+            if meta is None or not readable(role, meta) or not filters.matches(meta):
+                log.warning(
+                    "dropped a passage the role's index holds but the store does not give the role "
+                    "chunk_id=%s role=%s store_audience=%s",
+                    chunk_id,
+                    role,
+                    None if meta is None else meta.get("audience"),
+                )
+                continue
+            passage.metadata = meta
+            kept[chunk_id] = passage
+        return kept
 
     def segment_vectors(self, passages: Sequence[Passage]) -> list[np.ndarray]:
         """One matrix per passage: the stored vector of each of its segments, in order.

@@ -105,6 +105,7 @@ class ChunkIndexes:
                 return cached[1]
             index = self._open(role, scope, revision)
             index.revision = revision
+            index.role = role
             self._cache[role] = (revision, index)
             return index
 

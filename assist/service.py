@@ -214,7 +214,7 @@ class Assistant:
                 segs = chunk_segments(passage.text, str(passage.metadata.get("section", "")))
                 if not segs or segs[-1].position != last or segs[-1].kind != kind or count >= 2 * MAX_BLOCK_ITEMS:
                     break
-                following = self.retriever.following(passage, retrieval.index)
+                following = self.retriever.following(passage, retrieval.index, retrieval.role)
                 if following is None or following.metadata.get("section") != passage.metadata.get("section"):
                     break
                 nxt = chunk_segments(following.text, str(following.metadata.get("section", "")))

@@ -197,7 +197,7 @@ def _pack_section(units: list[Unit], budget: int, overlap: int) -> list[list[Uni
 
 
 def chunk_text(
-    doc_id: str, text: str, title: str, spec: ChunkSpec, metadata: dict[str, str] | None = None
+    doc_id: str, text: str, title: str, spec: ChunkSpec, metadata: dict[str, str | bool] | None = None
 ) -> list[Chunk]:
     """Chunk a cleaned document. Ids are deterministic: same input, same ids."""
     metadata = metadata or {}

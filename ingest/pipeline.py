@@ -96,6 +96,8 @@ class IngestReport:
     encodings: dict[str, str] = field(default_factory=dict)  # file -> encoding, for text not in UTF-8
     chunks_written: int = 0
     seconds: float = 0.0
+    # An earlier write was interrupted before its last revision change; this run finished it.
+    recovered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,7 +106,7 @@ class IngestReport:
     @property
     def changed(self) -> bool:
         """Whether the run wrote to the knowledge base (so indexes built from it are out of date)."""
-        return bool(self.added or self.updated or self.deleted or self.renamed)
+        return bool(self.added or self.updated or self.deleted or self.renamed or self.recovered)
 
     def summary_lines(self) -> list[str]:
         """The outcome counts, then one line per thing worth knowing (each only when it happened)."""
@@ -114,6 +116,8 @@ class IngestReport:
             f"{len(self.deleted)} deleted, {len(self.errors)} failed; "
             f"{self.chunks_written} chunks written in {self.seconds:.1f}s"
         ]
+        if self.recovered:
+            lines.append("an earlier ingest or removal was interrupted; its changes are now live for every role")
         if self.renamed:
             pairs = ", ".join(f"{old} → {new}" for old, new in self.renamed)
             lines.append(f"{_count(self.renamed, 'document')} got a new id (old id removed): {pairs}")
@@ -163,6 +167,7 @@ class IngestReport:
             "encodings": self.encodings,
             "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 3),
+            "recovered": self.recovered,
         }
 
 
@@ -258,8 +263,13 @@ def ingest(
     prune: bool | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     replace: bool = False,
+    publish: bool = True,
 ) -> IngestReport:
     """Bring the store in line with ``paths``.
+
+    ``publish=False`` (what the app's owner workspace does) stores each document it adds or
+    changes unpublished: no role retrieves it until :meth:`KnowledgeStore.publish_documents`.
+    An unchanged file keeps its state; with ``publish=True`` an unpublished one is published.
 
     ``prune`` (default: on when a folder is given) removes documents that were ingested from one
     of the given folders and are no longer there. ``progress(done, total, current_file)`` is
@@ -279,9 +289,15 @@ def ingest(
     sources, roots = found.sources, found.roots
     report.errors, report.duplicates, report.unsupported = found.errors, found.duplicates, found.unsupported
     report.outside = found.outside
+    # Before reading the registry: a run killed after writing a document's record but before its
+    # last revision change left the store consistent yet the role indexes on a revision that
+    # may predate it; this run would find the document unchanged and write nothing.
+    report.recovered = store.recover_interrupted_write()
     known = {d.doc_id: d for d in store.documents()}
     with FileReader(max_bytes, UnpackLimits.from_settings(settings), settings.parse_timeout_s) as reader:
-        seen_ids, id_of_path = _ingest_sources(sources, store, known, reader, report, signature, spec, progress, replace)
+        seen_ids, id_of_path = _ingest_sources(
+            sources, store, known, reader, report, signature, spec, progress, replace, publish
+        )
     _prune(store, report, known, seen_ids, id_of_path, roots, prune)
     report.seconds = time.perf_counter() - started
     log.info("ingest finished: %s", " | ".join(report.summary_lines()))
@@ -298,6 +314,7 @@ def _ingest_sources(
     spec: ChunkSpec,
     progress: Callable[[int, int, str], None] | None,
     replace: bool,
+    publish: bool = True,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Read, chunk, embed and write each source; returns the ids seen (id → file) and each file's id."""
     settings = store.settings
@@ -325,7 +342,12 @@ def _ingest_sources(
                 chunk_count=len(chunks),
                 ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 format=doc.format,
-                **{k: v for k, v in doc.metadata.items() if k in DocumentRecord.__dataclass_fields__},
+                published=publish,
+                **{
+                    k: v
+                    for k, v in doc.metadata.items()
+                    if k in DocumentRecord.__dataclass_fields__ and k != "published"
+                },
             )
             items.append(
                 DocumentWrite(
@@ -362,6 +384,7 @@ def _ingest_sources(
                 previous
                 and previous.sha256 == f"{file_digest(source.path)}:{signature}"
                 and not _id_scheme_changed(previous, source)
+                and (previous.published or not publish)
             ):
                 report.unchanged.append(previous.doc_id)
                 seen_ids[previous.doc_id] = source.path
@@ -389,7 +412,9 @@ def _ingest_sources(
                         "front matter or move it, or ingest with --replace to replace it"
                     )
                 replaced.append(Replaced(doc.doc_id, owner.path, key))
-            chunks = chunk_text(doc.doc_id, doc.text, doc.metadata["title"], spec, _chunk_metadata(doc))
+            chunks = chunk_text(
+                doc.doc_id, doc.text, doc.metadata["title"], spec, {**_chunk_metadata(doc), "published": publish}
+            )
         except LoadError as exc:
             report.errors.append(FileError(source.path, str(exc)))
             log.info("skipped file=%s reason=%s", source.path, exc)  # the caller prints the error, once

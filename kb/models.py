@@ -38,9 +38,13 @@ class DocumentRecord:
     owner: str = ""
     review_by: str = ""
     version: str = ""
+    # False for a document added or changed through the app until an owner publishes it: no role
+    # retrieves it, only the owner's preview shows it. Records of earlier releases have no such
+    # key and were published by being ingested.
+    published: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_metadata(self) -> dict[str, str | int]:
+    def to_metadata(self) -> dict[str, str | int | bool]:
         """Flat metadata for Chroma (no None, no nesting)."""
         data = asdict(self)
         data.pop("extra")

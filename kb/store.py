@@ -8,10 +8,22 @@ procedure step or table row; see :mod:`kb.segments`), so answers can be chosen s
 sentence at the cost of one lookup by id.
 
 Writes for a document follow one order, which is what makes an interrupted ingest converge
-on re-run: (0) upsert the new chunks' segment vectors, (1) upsert the new chunks (ids are
-content-derived, so unchanged chunks are rewritten in place), (2) delete that document's chunks
-and segment vectors that are not in the new set, (3) write the registry record last. Until step 3 the registry still holds the old hash, so the next run
-redoes the document; step 2 reads the store, not the registry, so no orphan survives.
+on re-run: (0) upsert the new chunks' segment vectors, (1) delete that document's chunks and
+segment vectors that are not in the new set, (2) upsert the new chunks (ids are content-derived,
+so unchanged chunks are rewritten in place, with the new metadata), (3) write the registry
+record last. Until step 3 the registry still holds the old hash, so the next run redoes the
+document; step 1 reads the store, not the registry, so no orphan survives. Deleting before
+writing means that once step 2 is done nothing of the old version is left under its old
+audience.
+
+Caches built from the chunks (the role indexes) are keyed by the store's revision token, so a
+write group is bracketed by two revision changes: before its first write the revision changes
+and a "write in progress" marker is set in the registry's metadata; after its last write the
+revision changes again and the marker is cleared, in one metadata update. An index built before
+the group, or while it ran, is therefore never current once the group is done. A writer killed
+in between (SIGKILL, a server stopped at that moment) leaves the marker behind: the next ingest
+finds it (:meth:`KnowledgeStore.recover_interrupted_write`) and changes the revision even when
+every document is unchanged, so no index built from half-written chunks outlives the crash.
 
 Every call into Chroma goes through :meth:`KnowledgeStore._call` (the collections the store
 exposes are wrapped, so callers that use ``store.chunks`` directly get the same handling):
@@ -58,6 +70,8 @@ log = logging.getLogger(__name__)
 
 _REGISTRY_SUFFIX = "__documents"
 _SEGMENTS_SUFFIX = "__segments"
+# Registry metadata key of the "write in progress" marker (see the module docstring).
+_WRITING = "writing"
 
 
 T = TypeVar("T")
@@ -424,28 +438,64 @@ class KnowledgeStore:
         metas = got["metadatas"] or []
         return DocumentRecord.from_metadata(dict(metas[0] or {})) if metas else None
 
+    def _registry_metadata(self) -> dict[str, Any]:
+        registry = self._call("revision", self.client.get_collection, False, self.registry.name)
+        return dict(registry.metadata or {})
+
     def revision(self) -> str:
-        """A token that changes with every write to this knowledge base, from any process.
+        """A token that changes before and after every write group to this knowledge base, from any process.
 
         Cheap to read (collection metadata), so caches built from the chunks (the BM25 index)
         can check it on every query.
         """
-        registry = self._call("revision", self.client.get_collection, False, self.registry.name)
-        return str((registry.metadata or {}).get("revision", ""))
+        return str(self._registry_metadata().get("revision", ""))
+
+    def write_in_progress(self) -> str:
+        """The marker of a write group that started and has not finished ("" when none).
+
+        Set while an ingest or removal writes; one left behind means a writer was interrupted
+        between its first write and its last revision change.
+        """
+        return str(self._registry_metadata().get(_WRITING, ""))
+
+    def _begin_writes(self) -> None:
+        """New revision and a "write in progress" marker, before anything of the group is written."""
+        self.registry.modify(metadata={"revision": uuid.uuid4().hex, _WRITING: uuid.uuid4().hex})
 
     def _bump_revision(self) -> None:
-        self.registry.modify(metadata={"revision": uuid.uuid4().hex})
+        """New revision, marker cleared: the group is done and indexes built before it are retired."""
+        self.registry.modify(metadata={"revision": uuid.uuid4().hex, _WRITING: ""})
+
+    def recover_interrupted_write(self) -> bool:
+        """Finish the revision change of a write group that was interrupted; whether there was one.
+
+        Every write of a group converges on re-run by the write order (module docstring), except
+        the final revision change: a re-run that finds every document unchanged writes nothing,
+        so without this the role indexes built from the half-written store would stay current.
+        """
+        if not self.write_in_progress():
+            return False
+        log.warning(
+            "an earlier write to the store was interrupted before it finished location=%s; "
+            "changing the revision so every role index is rebuilt",
+            self.location,
+        )
+        self._bump_revision()
+        return True
 
     def _bump_revision_after_failure(self) -> None:
         """A failed write may have changed part of the store: caches keyed on the revision must rebuild.
 
         Best effort and tried once: when the store takes no writes, the revision stays, and the
-        next successful write (the re-run) changes it.
+        next run finds the write-in-progress marker and changes it. The marker stays set: the
+        group did not finish.
         """
         try:
             self._invoke(
                 "revision",
-                lambda: self._registry.modify(metadata={"revision": uuid.uuid4().hex}),
+                lambda: self._registry.modify(
+                    metadata={"revision": uuid.uuid4().hex, _WRITING: uuid.uuid4().hex}
+                ),
                 True,
                 RetryPolicy(retries=0, backoff_s=0.0, max_backoff_s=0.0),
             )
@@ -465,16 +515,18 @@ class KnowledgeStore:
         """Make the store hold exactly the given chunks for each document, then register it.
 
         Documents are written one after the other in the crash-safe order (module docstring);
-        the revision token changes once for the whole group.
+        the revision token changes before the group's first write and after its last.
         """
+        if not items:
+            return
+        self._begin_writes()
         try:
             for item in items:
                 self._write_document(item)
         except Exception:
             self._bump_revision_after_failure()
             raise
-        if items:
-            self._bump_revision()
+        self._bump_revision()
 
     def _write_document(self, item: DocumentWrite) -> None:
         record, chunks, embeddings = item.record, item.chunks, item.embeddings
@@ -488,6 +540,12 @@ class KnowledgeStore:
                 embeddings=item.segment_embeddings[start : start + self._max_batch],
                 metadatas=[{"doc_id": record.doc_id}] * len(item.segment_ids[start : start + self._max_batch]),
             )
+        # Chunks of the old version that the new one lacks go before the new ones are written: a
+        # section whose document was narrowed (made internal) is never left readable under its
+        # old audience once the document's new chunks are in.
+        stale = self.chunk_ids(record.doc_id) - {c.id for c in chunks}
+        self._delete_chunks(stale)
+        self._delete_segments(self._segment_ids(record.doc_id) - set(item.segment_ids))
         for start in range(0, len(chunks), self._max_batch):
             part = chunks[start : start + self._max_batch]
             self.chunks.upsert(
@@ -496,9 +554,6 @@ class KnowledgeStore:
                 metadatas=[dict(c.metadata) for c in part],
                 embeddings=embeddings[start : start + self._max_batch],
             )
-        stale = self.chunk_ids(record.doc_id) - {c.id for c in chunks}
-        self._delete_chunks(stale)
-        self._delete_segments(self._segment_ids(record.doc_id) - set(item.segment_ids))
         record.chunk_count = len(chunks)
         self.registry.upsert(ids=[record.doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
         log.info("stored doc_id=%s chunks=%d removed_stale=%d", record.doc_id, len(chunks), len(stale))
@@ -512,9 +567,13 @@ class KnowledgeStore:
 
         Chunks go first, so an interrupted delete leaves a registered document with fewer chunks
         (a re-ingest or a second delete finishes it), never chunks nobody can find. The revision
-        changes once at the end, which is what retires every role's lexical index built before.
+        changes before the first delete and after the last, which is what retires every role's
+        lexical index built before or during the removal.
         """
         removed: dict[str, int] = {}
+        if not doc_ids:
+            return removed
+        self._begin_writes()
         try:
             for doc_id in doc_ids:
                 ids = self.chunk_ids(doc_id)
@@ -526,9 +585,45 @@ class KnowledgeStore:
         except Exception:
             self._bump_revision_after_failure()
             raise
-        if removed:
-            self._bump_revision()
+        self._bump_revision()
         return removed
+
+    def unpublished(self) -> list[DocumentRecord]:
+        """Documents added or changed through the app that no owner has published yet."""
+        return [d for d in self.documents() if not d.published]
+
+    def publish_documents(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """Make each document's chunks readable by the roles its audience admits; chunks per document.
+
+        Its chunks are marked first, its registry record last, in one write group (the revision
+        changes before and after), so an interrupted publish leaves the document listed as
+        unpublished and publishing it again finishes it. Unknown ids raise ``KeyError``, before
+        anything is written.
+        """
+        records = {doc_id: self.document(doc_id) for doc_id in doc_ids}
+        unknown = [doc_id for doc_id, record in records.items() if record is None]
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        published: dict[str, int] = {}
+        if not records:
+            return published
+        self._begin_writes()
+        try:
+            for doc_id, record in records.items():
+                assert record is not None
+                ids = sorted(self.chunk_ids(doc_id))
+                for start in range(0, len(ids), self._max_batch):
+                    part = ids[start : start + self._max_batch]
+                    self.chunks.update(ids=part, metadatas=[{"published": True}] * len(part))
+                record.published = True
+                self.registry.upsert(ids=[doc_id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
+                published[doc_id] = len(ids)
+                log.info("published doc_id=%s chunks=%d", doc_id, len(ids))
+        except Exception:
+            self._bump_revision_after_failure()
+            raise
+        self._bump_revision()
+        return published
 
     def document_chunks(self, doc_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """A document's chunks as ``(id, text, metadata)``, in reading order."""

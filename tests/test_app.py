@@ -717,6 +717,68 @@ def test_owner_ingests_a_folder_with_per_file_errors(monkeypatch: pytest.MonkeyP
     st.cache_resource.clear()
 
 
+def _customer_docs(data: Path, question: str) -> dict[str, set[str]]:
+    """Documents each role's retrieval returns for ``question``, from a fresh process's view of the store."""
+    from assist.retrieval import HybridRetriever
+
+    retriever = HybridRetriever(KnowledgeStore(Settings(data_dir=data)))
+    return {role: {p.doc_id for p in retriever.retrieve(question, role).passages} for role in ("customer", "agent", "internal")}
+
+
+def test_owner_added_document_is_unpublished_until_an_owner_previews_and_publishes_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str
+) -> None:
+    data = tmp_path / "data"
+    store = KnowledgeStore(Settings(data_dir=data))
+    assert ingest([write_kb(tmp_path / "docs", ("disputes.md",))], store).ok  # an operator's ingest: published
+    monkeypatch.setenv("KBASSIST_DATA_DIR", str(data))
+    monkeypatch.setenv("KBASSIST_STATE_URL", db)
+    st.cache_resource.clear()
+    folder = tmp_path / "new-docs"
+    folder.mkdir()
+    (folder / "fees.md").write_text(
+        "---\ntitle: Late fees\naudience: customer\n---\n# Late fees\n\nA payment reminder costs 2.50 EUR.\n"
+    )
+    question = "How much does a payment reminder cost?"
+    at = _open(AppTest.from_file(APP, default_timeout=TIMEOUT), "owner")
+    assert not at.toggle, "nothing waits to be published"
+    at.text_input(key="owner_folder").input(str(folder)).run()
+    at.button(key="owner_ingest_folder").click().run()
+    assert not at.exception, at.exception
+    assert store.document("fees").published is False and store.document("disputes").published is True
+    assert all("fees" not in docs for docs in _customer_docs(data, question).values()), "no role reads a draft"
+
+    drafts = next(df.value for df in at.dataframe if "passages" in df.value.columns and "published" not in df.value)
+    assert list(drafts["id"]) == ["fees"]
+    at.toggle(key="owner_draft_preview").set_value(True).run()
+    assert any("A payment reminder costs 2.50 EUR." in m.value for m in at.markdown)
+    at.text_input(key="owner_draft_question").input(question).run()
+    assert any("A payment reminder costs 2.50 EUR." in m.value for m in at.markdown)
+    assert not _state(db).audit_log.entries(action="kb.publish"), "previewing publishes nothing"
+
+    at.button(key="owner_publish").click().run()
+    assert not at.exception, at.exception
+    assert any("Published fees" in m.value for m in at.success)
+    assert store.document("fees").published is True
+    assert "fees" in _customer_docs(data, question)["customer"]
+    (entry,) = _state(db).audit_log.entries(action="kb.publish")
+    assert (entry.actor, entry.target, entry.details["doc_ids"]) == ("account:olive", "fees", ["fees"])
+    assert not at.toggle, "nothing left to publish"
+    st.cache_resource.clear()
+
+
+def test_operator_ingest_publishes_a_draft_it_finds_unchanged(tmp_path: Path) -> None:
+    folder = write_kb(tmp_path / "docs", ("disputes.md",))
+    store = KnowledgeStore(Settings(data_dir=tmp_path / "data"))
+    assert ingest([folder], store, publish=False).added == ["disputes"]
+    assert [d.doc_id for d in store.unpublished()] == ["disputes"]
+    again = ingest([folder], store, publish=False)
+    assert again.unchanged == ["disputes"] and store.unpublished()
+    assert ingest([folder], store).updated == ["disputes"]
+    assert not store.unpublished()
+    assert all(m.get("published") is True for _, _, m in store.document_chunks("disputes"))
+
+
 def test_owner_inspects_a_document_and_removes_it_after_confirming(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str
 ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assist.access import Filters, where_clause
+from assist.access import Filters, readable, where_clause
 from assist.langchain_retriever import KBAssistRetriever
 from assist.service import Assistant, QuestionError
 from ingest.pipeline import ingest
@@ -72,14 +72,18 @@ def test_internal_reader_gets_internal_answer(assistant: Assistant) -> None:
 
 
 def test_access_is_in_the_store_query() -> None:
-    assert where_clause("customer") == {"audience": "customer"}
-    assert where_clause("internal") is None
-    assert where_clause("internal", Filters(doc_id="x")) == {"doc_id": "x"}
+    published = {"published": {"$ne": False}}  # no role reads a document an owner has not published
+    assert where_clause("customer") == {"$and": [published, {"audience": "customer"}]}
+    assert where_clause("internal") == published
+    assert where_clause("internal", Filters(doc_id="x")) == {"$and": [published, {"doc_id": "x"}]}
     assert where_clause("agent", Filters(market="se")) == {
-        "$and": [{"audience": {"$in": ["customer", "agent"]}}, {"market": {"$in": ["SE", "ALL"]}}]
+        "$and": [published, {"audience": {"$in": ["customer", "agent"]}}, {"market": {"$in": ["SE", "ALL"]}}]
     }
     with pytest.raises(ValueError, match="unknown role"):
         where_clause("admin")
+    assert readable("customer", {"audience": "customer"}) and readable("internal", {"audience": "agent"})
+    assert not readable("agent", {"audience": "internal"})
+    assert not any(readable(role, {"audience": "customer", "published": False}) for role in ("customer", "internal"))
 
 
 def test_lexical_index_for_customer_holds_customer_chunks_only(assistant: Assistant) -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from assist.chunk_index import ChunkIndex
 from ingest.loaders import READERS, SIDECAR_SUFFIX
 from ingest.pipeline import IngestReport, ingest
 from kb.documents import UnknownDocuments, remove_documents, show_document
 from kb.models import DocumentRecord
+from kb.segments import chunk_body
 from kb.settings import Settings
 from kb.state.accounts import StaffIdentity
 from kb.state.audit import ingest_details
@@ -51,6 +53,7 @@ def render(services: Services, identity: StaffIdentity) -> None:
     documents, quality, gaps, feedback = st.tabs(["Documents", "Evaluation", "Coverage gaps", "Feedback & deflection"])
     with documents:
         _ingest_section(services, actor)
+        _drafts_section(services)
         _stats_section(services, actor)
     with quality:
         _evaluation_section(services)
@@ -76,7 +79,9 @@ def _run_ingest(
     def progress(done: int, total: int, name: str) -> None:
         bar.progress(done / max(total, 1), text=f"{done} of {total} · {name}")
 
-    report = ingest(paths, services.store, prune=prune, progress=progress, replace=replace)
+    # What the app adds or changes waits for an owner to publish it (see _drafts_section); an
+    # operator's `kbassist ingest` publishes directly.
+    report = ingest(paths, services.store, prune=prune, progress=progress, replace=replace, publish=False)
     if report.changed:
         bar.progress(1.0, text="Preparing search…")
         services.assistant.retriever.lexical.prepare()  # the next question maps these, instead of building them
@@ -90,7 +95,9 @@ def _ingest_section(services: Services, actor: str) -> None:
     st.subheader("Add or update documents")
     st.caption(
         "Markdown, text, HTML, PDF and Word. Metadata (audience, market, review date…) comes from front matter or a "
-        f"`<file>{SIDECAR_SUFFIX}` sidecar; a document without an audience is internal only."
+        f"`<file>{SIDECAR_SUFFIX}` sidecar; a document without an audience is internal only. "
+        "A document added or changed here is unpublished until you publish it below: until then no one, "
+        "customer, agent or internal, gets answers from it."
     )
     replace = st.checkbox(
         "Let a file replace a document that came from another file (same id)",
@@ -123,6 +130,90 @@ def _ingest_section(services: Services, actor: str) -> None:
                 hide_index=True,
                 width="stretch",
             )
+
+
+def _drafts_section(services: Services) -> None:
+    """Unpublished documents: preview each as a customer would see it, then publish it."""
+    result = st.session_state.pop("owner_publish_result", None)
+    if result is not None:
+        (st.success if result[0] == "success" else st.error)(result[1])
+    drafts = services.store.unpublished()
+    if not drafts:
+        return
+    st.subheader("Waiting to be published")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"title": d.title, "id": d.doc_id, "audience": d.audience, "market": d.market, "passages": d.chunk_count}
+                for d in drafts
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    titles = {d.doc_id: d.title for d in drafts}
+    chosen = st.selectbox(
+        "Unpublished document",
+        list(titles),
+        format_func=lambda doc_id: f"{titles.get(doc_id, doc_id)} ({doc_id})",
+        key="owner_draft",
+    )
+    if not chosen:
+        return
+    preview, publish = st.columns(2)
+    preview.toggle("Preview as customer", key="owner_draft_preview")
+    publish.button(
+        "Publish", type="primary", key="owner_publish", icon=":material/publish:", on_click=_publish, args=(services, chosen)
+    )
+    if st.session_state.get("owner_draft_preview"):
+        record = next(d for d in drafts if d.doc_id == chosen)
+        _customer_preview(services, record)
+
+
+def _customer_preview(services: Services, record: DocumentRecord) -> None:
+    """The draft's passages as the customer chat shows a source, and which of them a question finds."""
+    if record.audience != "customer":
+        st.warning(
+            f"Customers will not see this document once it is published: its audience is {record.audience}. "
+            "Only staff of that audience will get answers from it."
+        )
+        return
+    chunks = services.store.document_chunks(record.doc_id)
+    question = st.text_input("Ask as a customer would", key="owner_draft_question")
+    if question.strip():
+        index = ChunkIndex.in_memory(
+            [([c[0] for c in chunks], [c[1] for c in chunks], [c[2] for c in chunks])] if chunks else []
+        )
+        hits = index.search(question, 3)
+        if not hits:
+            st.info("Nothing in this document matches that question.")
+        for row, _ in hits:
+            with st.container(border=True):
+                st.caption(f"{record.title} · {index.metadatas[row].get('section', '')}")
+                st.markdown(chunk_body(index.texts[row]))
+        return
+    with st.container(border=True, key="owner_draft_rendered"):
+        st.markdown(f"**{record.title}**")
+        for _, text, meta in chunks:
+            st.caption(str(meta.get("section", "")))
+            st.markdown(chunk_body(text))
+
+
+def _publish(services: Services, doc_id: str) -> None:
+    """Button callback; checks the session itself, like :func:`_remove`, and audits as the signed-in owner."""
+    identity = signin.current_identity(services)
+    if identity is None or not identity.is_owner:
+        return
+    actor = signin.actor(identity)
+    try:
+        published = services.store.publish_documents([doc_id])
+        services.assistant.retriever.lexical.prepare()
+    except (KeyError, StoreUnavailable) as exc:
+        st.session_state["owner_publish_result"] = ("error", f"Not published: {exc}")
+        return
+    st.session_state.pop("owner_draft_preview", None)
+    services.state.audit(actor, "kb.publish", doc_id, {"doc_ids": [doc_id], "chunks": published[doc_id]})
+    st.session_state["owner_publish_result"] = ("success", f"Published {doc_id}: {published[doc_id]} passages.")
 
 
 def _stats_section(services: Services, actor: str) -> None:
@@ -181,6 +272,7 @@ def _documents_table(services: Services, docs: list[DocumentRecord], actor: str)
                     "owner": d.owner,
                     "format": d.format,
                     "passages": d.chunk_count,
+                    "published": d.published,
                 }
                 for d in docs
             ]
