@@ -99,9 +99,12 @@ def _open(at: AppTest, workspace: str, role: str = "owner") -> AppTest:
     return _sign_in(at, _account(role))
 
 
-def _open_chat(at: AppTest) -> AppTest:
+def _open_chat(at: AppTest, market: str | None = "SE") -> AppTest:
+    """The customer chat, with the customer's country chosen (``None``: not chosen yet)."""
     at.run()
     assert not at.exception, at.exception
+    if market is not None:
+        at.selectbox(key="customer_market").select(market).run()
     return at
 
 
@@ -319,9 +322,41 @@ def _pass_to_a_person(at: AppTest, contact: str = "", consent: bool = False) -> 
     return at
 
 
+def test_customer_is_asked_for_their_country_before_a_market_dependent_answer(customer_app: AppTest) -> None:
+    at = _open_chat(customer_app, market=None)
+    assert at.title[0].value == "Help centre chat"
+    assert at.chat_message[0].markdown[0].value.startswith("Hi! Ask me anything")
+    at = _chat(at, "How long do I have to return an item?")
+    # No answer under some market's rules: the question waits and the chat asks where the customer is.
+    assert "Which country are you in?" in at.chat_message[-1].markdown[0].value
+    assert not at.expander and "days" not in _markdown(at)
+    assert {b.label for b in at.button if (b.key or "").startswith("customer_market_")} == {
+        "Germany (DE)",
+        "Sweden (SE)",
+    }
+    assert any('aria-live="polite"' in m.value and "choose your country" in m.value for m in at.markdown)
+    at.button(key="customer_market_DE").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="customer_market").value == "DE"
+    assert "14 days" in at.chat_message[-1].markdown[0].value  # Germany's rule, not Sweden's
+    assert any(e.label.startswith("1. Returns in Germany") for e in at.expander)
+    live = [m.value for m in at.markdown if 'aria-live="polite"' in m.value]
+    assert live == [
+        '<div class="kb-sr-only" role="status" aria-live="polite" aria-atomic="true">'
+        "New reply from the Help centre. 1 replies so far.</div>"
+    ]
+
+
+def test_customer_chat_words_come_from_the_settings(customer_app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBASSIST_BRAND_NAME", "Acme Pay")
+    monkeypatch.setenv("KBASSIST_CUSTOMER_GREETING", "Welcome to Acme Pay support.")
+    at = _open_chat(customer_app)
+    assert at.title[0].value == "Acme Pay chat"
+    assert at.chat_message[0].markdown[0].value == "Welcome to Acme Pay support."
+
+
 def test_customer_gets_an_answer_with_readable_sources(customer_app: AppTest) -> None:
     at = _open_chat(customer_app)
-    at.selectbox(key="customer_market").select("SE").run()
     at = _chat(at, "How long do I have to return an item?")
     user, assistant = at.chat_message[-2], at.chat_message[-1]
     assert user.name == "user" and user.markdown[0].value == "How long do I have to return an item?"
@@ -337,7 +372,6 @@ def test_customer_answer_is_streamed_from_the_configured_model(
         monkeypatch.setenv("KBASSIST_LLM_BASE_URL", server.url)
         monkeypatch.setenv("KBASSIST_LLM_API_KEY", "test-key")
         at = _open_chat(customer_app)
-        at.selectbox(key="customer_market").select("SE").run()
         at = _chat(at, "How long do I have to return an item?")
         answers = [b for b in server.requests if not b["messages"][0]["content"].startswith("You judge")]
     assert answers and answers[-1]["stream"] is True
@@ -358,7 +392,6 @@ def test_customer_cannot_read_agent_or_internal_documents(customer_app: AppTest)
 
 def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_app: AppTest, db: str) -> None:
     at = _open_chat(customer_app)
-    at.selectbox(key="customer_market").select("SE").run()
     _chat(at, "How long do I have to return an item?")
     at = _chat(at, "Can I pay with bitcoin on Mars? Mail me at jo@example.com")
     assert "talk to a person" in at.chat_message[-1].markdown[0].value
@@ -438,7 +471,7 @@ def _come_back(monkeypatch: pytest.MonkeyPatch, conversation: str) -> AppTest:
     st.cache_data.clear()
     at = AppTest.from_file(CUSTOMER_APP, default_timeout=TIMEOUT)
     at.query_params["c"] = conversation
-    return _open_chat(at)
+    return _open_chat(at, market=None)  # the country chosen before comes back with the conversation
 
 
 def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_handoff(
@@ -454,6 +487,7 @@ def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_h
     assert any(f"**H-{handoff.id}**" in i.value for i in back.info) and not back.success
     assert any(m.value == "**Status:** waiting for a person" for m in back.markdown)
     assert back.chat_input(key="customer_input").disabled
+    assert back.selectbox(key="customer_market").value == "SE"
 
     state = _state(db)
     state.accounts.add("adam", PASSWORD, "agent", actor="cli:test")
