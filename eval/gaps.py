@@ -16,7 +16,7 @@ import html
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import date
 from pathlib import Path
@@ -72,6 +72,22 @@ class QuestionRecord:
             doc_ids=tuple(data.get("doc_ids") or ()),
             source=source,
         )
+
+
+def latest_runs(root: Path) -> list[Path]:
+    """The newest run per dataset under ``root`` (runs of the same set would count questions twice)."""
+    newest: dict[str, tuple[float, Path]] = {}
+    for results in root.glob("*/results.json"):
+        try:
+            name = json.loads(results.read_text(encoding="utf-8")).get("dataset", results.parent.name)
+        except (OSError, ValueError):
+            continue
+        if not (results.parent / "details.jsonl").is_file():
+            continue
+        stamp = results.stat().st_mtime
+        if name not in newest or stamp > newest[name][0]:
+            newest[name] = (stamp, results.parent)
+    return [p for _, p in sorted(newest.values())]
 
 
 def records_from_runs(runs: Iterable[Path]) -> Iterator[QuestionRecord]:
@@ -402,19 +418,42 @@ class GapReport:
         return asdict(self)
 
 
+GAP_STEPS = 4  # the steps gap_report reports to its progress callback
+
+
 def gap_report(
-    records: Iterable[QuestionRecord], store: KnowledgeStore, threshold: float, today: date | None = None
+    records: Iterable[QuestionRecord],
+    store: KnowledgeStore,
+    threshold: float,
+    today: date | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> GapReport:
-    """The whole coverage-gap report from any iterable of question records."""
+    """The whole coverage-gap report from any iterable of question records.
+
+    ``progress(done, GAP_STEPS, what_comes_next)`` is called before each step and once at the end.
+    """
+
+    def step(done: int, text: str) -> None:
+        if progress is not None:
+            progress(done, GAP_STEPS, text)
+
+    step(0, "reading the questions")
     rows = list(records)
     weak = [r for r in rows if r.refused or r.confidence < threshold + LOW_CONFIDENCE_MARGIN]
+    step(1, f"grouping {len(weak)} unanswered or low-confidence questions")
+    clusters = cluster_questions(weak, store)
+    step(2, "finding documents never retrieved or past review")
+    unretrieved = never_retrieved(store, rows) if rows else []
+    stale = stale_documents(store, today)
+    step(3, "comparing documents for conflicting statements")
     content = content_conflicts(store)
+    step(4, "done")
     return GapReport(
         questions=len(rows),
         unanswered_or_low_confidence=len(weak),
-        clusters=cluster_questions(weak, store),
-        never_retrieved=never_retrieved(store, rows) if rows else [],
-        stale_documents=stale_documents(store, today),
+        clusters=clusters,
+        never_retrieved=unretrieved,
+        stale_documents=stale,
         contradictions=content["contradictions"],
         near_duplicates=content["near_duplicates"],
         sources=dict(Counter(r.source for r in rows)),
