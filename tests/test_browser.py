@@ -353,7 +353,7 @@ def test_owner_workspace_is_accessible(serve: Server) -> None:
             page.get_by_role("textbox", name="User name").fill("olive")
             page.get_by_role("textbox", name="Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("heading", name="Knowledge base", exact=True)).to_be_visible(timeout=60_000)
             expect(page.get_by_text("All 6 documents")).to_be_visible(timeout=30_000)
             check_accessibility(page, "owner-workspace")
             page.get_by_role("tab", name="Evaluation").click()
