@@ -362,3 +362,47 @@ def test_owner_workspace_is_accessible(serve: Server) -> None:
             page.screenshot(path=str(ARTIFACTS / "browser-owner-workspace.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_owner_runs_an_evaluation_and_the_page_stays_usable(serve: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = serve("app_streamlit.py")
+    StateStore(db, Settings()).accounts.add("olive", PASSWORD, "owner", actor="cli:test")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(f"{url}/?workspace=owner", timeout=60_000)
+            page.get_by_role("textbox", name="User name").fill("olive")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Knowledge base", exact=True)).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Evaluation").click()
+            page.get_by_role("combobox", name="Question set").click()
+            page.get_by_role("option", name="adversarial").click()
+            page.get_by_role("button", name="Run evaluation").click()
+            expect(page.get_by_text("Evaluation on adversarial: running…")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("button", name="Run evaluation")).to_be_disabled()
+            # While it runs in the background the page still answers: another tab opens and draws.
+            page.get_by_role("tab", name="Feedback & deflection").click()
+            expect(page.get_by_text("Helpful rate")).to_be_visible(timeout=10_000)
+            page.get_by_role("tab", name="Evaluation").click()
+            expect(page.get_by_text("Evaluation on adversarial: finished")).to_be_visible(timeout=240_000)
+            picker = page.get_by_role("combobox", name="Run")
+            expect(picker).to_be_visible(timeout=30_000)
+            runs = sorted(p.name for p in (Path(db.removeprefix("sqlite:///")).parent / "data" / "eval-runs").iterdir())
+            assert runs and runs[-1].endswith("-adversarial")
+            expect(picker).to_have_value(runs[-1])  # the picker shows the new run
+            frame = page.locator("iframe").last
+            expect(frame).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1500)
+            inner = frame.content_frame.locator("body")
+            expect(inner).to_contain_text("Latency per question", timeout=30_000)
+            shown = frame.bounding_box()["height"]
+            needed = frame.evaluate("f => f.contentDocument.documentElement.scrollHeight")
+            assert shown >= needed - 2, (shown, needed)  # the report is not cut off in its frame
+            page.screenshot(path=str(ARTIFACTS / "browser-owner-evaluation.png"), full_page=True)
+            check_accessibility(page, "owner-evaluation-run")
+        finally:
+            browser.close()
