@@ -344,7 +344,7 @@ def test_customer_is_asked_for_their_country_before_a_market_dependent_answer(cu
     live = [m.value for m in at.markdown if 'aria-live="polite"' in m.value]
     assert live == [
         '<div class="kb-sr-only" role="status" aria-live="polite" aria-atomic="true">'
-        "New reply from the Help centre. 1 replies so far.</div>"
+        "Help centre replied (reply 1).</div>"
     ]
 
 

@@ -98,7 +98,7 @@ def render(services: Services) -> None:
         _announce(announcer, "Please choose your country.")
         return
     if state["exchanges"]:
-        _announce(announcer, f"New reply from the {settings.brand_name}. {len(state['exchanges'])} replies so far.")
+        _announce(announcer, f"{settings.brand_name} replied (reply {len(state['exchanges'])}).")
 
     if handoff is not None:
         _render_handoff(services, state, handoff)
