@@ -250,7 +250,7 @@ def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: 
 
     at.selectbox(key="agent_handoff_pick").select(f"H-{refused}").run()
     assert not at.exception, at.exception
-    assert any(s.value == f"H-{refused} — Low confidence" for s in at.subheader)
+    assert any(s.value == f"H-{refused} — Low confidence" for s in at.header)
     transcript = [m.markdown[0].value for m in at.tabs[1].chat_message]
     assert transcript == ["Can I pay with gold bars? Mail [email]", "I'm sorry, I can't answer that."]
     assert any("Customer contact** — E-mail: jo@example.com" in m.value for m in at.markdown)

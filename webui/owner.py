@@ -86,7 +86,7 @@ def _run_ingest(
 
 
 def _ingest_section(services: Services, actor: str) -> None:
-    st.subheader("Add or update documents")
+    st.header("Add or update documents")
     st.caption(
         "Markdown, text, HTML, PDF and Word. Metadata (audience, market, review date…) comes from front matter or a "
         f"`<file>{SIDECAR_SUFFIX}` sidecar; a document without an audience is internal only."
@@ -125,7 +125,7 @@ def _ingest_section(services: Services, actor: str) -> None:
 
 
 def _stats_section(services: Services, actor: str) -> None:
-    st.subheader("What is in the knowledge base")
+    st.header("What is in the knowledge base")
     result = st.session_state.pop("owner_remove_result", None)
     if result is not None:
         (st.success if result[0] == "success" else st.error)(result[1])
@@ -270,7 +270,7 @@ def _remove(services: Services, doc_id: str) -> None:
 
 
 def _evaluation_section(services: Services) -> None:
-    st.subheader("Answer quality")
+    st.header("Answer quality")
     settings = services.settings
     job = evaluation.current_job(settings, "eval")
     if not evaluation.eval_available():
@@ -380,7 +380,7 @@ def _job_status(job: evaluation.Job, seen_key: str, pick_key: str | None = None)
 
 
 def _gaps_section(services: Services) -> None:
-    st.subheader("Coverage gaps")
+    st.header("Coverage gaps")
     settings = services.settings
     st.caption(
         "Questions the knowledge base could not answer, grouped; documents never retrieved; stale or conflicting content."
