@@ -19,11 +19,16 @@ from webui import customer
 from webui.services import services_or_stop
 
 log = logging.getLogger(__name__)
+NO_MENU = {"Get help": None, "Report a bug": None, "About": None}
 
 
 def main() -> None:
-    st.set_page_config(page_title="Help centre", page_icon=":material/support_agent:", layout="centered")
+    # No Streamlit menu for customers: no "About", "Report a bug" or "Get help" entries (with the
+    # toolbar in "minimal" mode, .streamlit/config.toml, nothing else is added to it either).
+    page = {"page_icon": ":material/support_agent:", "layout": "centered", "menu_items": NO_MENU}
+    st.set_page_config(page_title="Help centre", **page)
     services = services_or_stop(lambda exc: customer.UNAVAILABLE)
+    st.set_page_config(page_title=services.settings.page_title, **page)
     try:
         customer.render(services)
     except (StoreUnavailable, StateUnavailable) as exc:

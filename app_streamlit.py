@@ -18,6 +18,7 @@ from kb.state import StateUnavailable
 from kb.state.accounts import StaffIdentity
 from kb.store import StoreUnavailable
 from webui import agent, owner, signin
+from webui.common import page_style
 from webui.services import ROLE_WORKSPACES, WORKSPACES, Services, services_or_stop
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 def main() -> None:
     st.set_page_config(page_title="kbassist staff", page_icon=":material/menu_book:", layout="wide")
+    page_style()
     services = services_or_stop(lambda exc: f"The knowledge base cannot be opened: {exc}")
     identity = signin.require_staff(services)  # the sign-in page and st.stop() without a valid session
     available = list(ROLE_WORKSPACES.get(identity.role, ()))

@@ -166,7 +166,7 @@ def run(
             bar = bars[system] = tqdm(total=total, desc=system, unit="q", file=sys.stderr, disable=None)
         bar.update(done - bar.n)
         if bar.disable and (done == total or done % max(1, total // PROGRESS_STEPS) == 0):
-            # No terminal (CI log, the app's child process): a few plain lines instead of a bar.
+            # No terminal (a CI log, a pipe): a few plain lines instead of a bar.
             typer.echo(PROGRESS_LINE.format(system=system, done=done, total=total), err=True)
 
     with _knowledge_base(settings, source) as store:
@@ -380,22 +380,6 @@ def calibrate(
     typer.echo(f"to use them: KBASSIST_MODELS_DIR={out}")
 
 
-def _latest_runs(root: Path) -> list[Path]:
-    """The newest run per dataset under ``root`` (runs of the same set would count questions twice)."""
-    newest: dict[str, tuple[float, Path]] = {}
-    for results in root.glob("*/results.json"):
-        try:
-            name = json.loads(results.read_text(encoding="utf-8")).get("dataset", results.parent.name)
-        except (OSError, ValueError):
-            continue
-        if not (results.parent / "details.jsonl").is_file():
-            continue
-        stamp = results.stat().st_mtime
-        if name not in newest or stamp > newest[name][0]:
-            newest[name] = (stamp, results.parent)
-    return [p for _, p in sorted(newest.values())]
-
-
 def _recorded_questions_store(settings: Settings) -> Any:
     """The state store holding the questions people asked, or None when there is none yet.
 
@@ -463,6 +447,7 @@ def gaps_command(
     """
     from eval.gaps import (
         gap_report,
+        latest_runs,
         records_from_jsonl,
         records_from_logged,
         records_from_runs,
@@ -472,7 +457,7 @@ def gaps_command(
 
     settings = _settings(ctx)
     root = settings.eval_runs_path
-    chosen_runs = list(runs) if runs else (_latest_runs(root) if root.is_dir() else [])
+    chosen_runs = list(runs) if runs else (latest_runs(root) if root.is_dir() else [])
     logged = list(questions or [])
     for path in [*chosen_runs, *logged]:
         if not path.exists():

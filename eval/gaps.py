@@ -16,7 +16,7 @@ import html
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import date
 from pathlib import Path
@@ -34,6 +34,8 @@ NEIGHBOURS = 5  # most similar chunks of other documents compared per chunk
 PAGE = 256  # chunks read and queried at a time, so the check runs in bounded memory at any store size
 NEAR_DUPLICATE = 0.92  # cosine similarity of chunks in different documents reported as near-duplicates
 STATEMENT_OVERLAP = 0.4  # Jaccard of the subject terms of two aligned statements
+CONTEXT_WORDS = 4  # content words before a number that say what the number is about
+SHARED_CONTEXT = 2  # words two differing numbers' contexts must share to be about the same thing
 MAX_QUESTIONS = 4000  # clustering is O(n²) in memory; the most recent questions beyond this are dropped
 
 _UNIT_WORDS = {
@@ -72,6 +74,22 @@ class QuestionRecord:
             doc_ids=tuple(data.get("doc_ids") or ()),
             source=source,
         )
+
+
+def latest_runs(root: Path) -> list[Path]:
+    """The newest run per dataset under ``root`` (runs of the same set would count questions twice)."""
+    newest: dict[str, tuple[float, Path]] = {}
+    for results in root.glob("*/results.json"):
+        try:
+            name = json.loads(results.read_text(encoding="utf-8")).get("dataset", results.parent.name)
+        except (OSError, ValueError):
+            continue
+        if not (results.parent / "details.jsonl").is_file():
+            continue
+        stamp = results.stat().st_mtime
+        if name not in newest or stamp > newest[name][0]:
+            newest[name] = (stamp, results.parent)
+    return [p for _, p in sorted(newest.values())]
 
 
 def records_from_runs(runs: Iterable[Path]) -> Iterator[QuestionRecord]:
@@ -213,6 +231,9 @@ class Statement:
     quantities: dict[str, frozenset[str]]
     identifiers: frozenset[str]
     markets: frozenset[str]
+    # unit → (value, what it is about): the words before each number in its clause; for a table
+    # row, its cell (header and value) and the row's first cell (what the row is about).
+    contexts: dict[str, tuple[tuple[str, frozenset[str]], ...]] = field(default_factory=dict)
 
 
 def _unit(word: str, following: str | None) -> str | None:
@@ -238,9 +259,47 @@ def quantities(text: str) -> dict[str, frozenset[str]]:
     return {u: frozenset(v) for u, v in found.items()}
 
 
+# Words that link a number to its subject without saying what it is ("within 8 days", "above 500").
+_LINK_WORDS = frozenset(
+    terms("within above below under over after before least most than more less per each up to goes is are max min")
+)
+_NOT_SUBJECT = _LINK_WORDS | frozenset(terms(" ".join(sorted(_UNIT_WORDS | _QUALIFIERS)))) | frozenset(
+    t for names in _MARKETS.values() for t in terms(" ".join(sorted(names)))
+)
+
+
+def _subject_words(text: str) -> list[str]:
+    return [w for w in terms(text) if not w[0].isdigit() and w not in _NOT_SUBJECT]
+
+
+def value_contexts(text: str, row: bool = False) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
+    """Each quantity of ``text`` with the words that say what it measures.
+
+    In a sentence: the last CONTEXT_WORDS subject words before the number, within its clause
+    (up to the previous ";" or ","). In a table row (``row``, cells joined by "; "): the words of
+    the number's cell, its header included, and of the row's first cell.
+    """
+    found: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    cells = text.split("; ") if row else [text]
+    key = frozenset(_subject_words(cells[0])) if row else frozenset()
+    for cell in cells:
+        for match in _QUANTITY.finditer(cell):
+            unit = _unit(match.group(2), match.group(3))
+            if not unit:
+                continue
+            if row:
+                about = key | frozenset(_subject_words(cell))
+            else:
+                clause = re.split(r"[;,]\s", cell[: match.start()])[-1]
+                about = frozenset(_subject_words(clause)[-CONTEXT_WORDS:])
+            found.setdefault(unit, []).append((match.group(1).replace(",", ""), about))
+    return {u: tuple(v) for u, v in found.items()}
+
+
 def statements(chunk_id: str, doc_id: str, text: str) -> list[Statement]:
     """Sentences and table rows (each row read with its header) that state a quantity."""
     out: list[str] = []
+    rows: set[int] = set()
     header: list[str] | None = None
     for line in text.split("\n"):
         stripped = line.strip()
@@ -251,12 +310,13 @@ def statements(chunk_id: str, doc_id: str, text: str) -> list[Statement]:
             if header is None:
                 header = cells
                 continue
+            rows.add(len(out))
             out.append("; ".join(f"{h}: {c}" for h, c in zip(header, cells, strict=False)))
         else:
             header = None
             out.extend(s for s in re.split(r"(?<=[.!?])\s+", stripped) if s)
     result = []
-    for sentence in out:
+    for number, sentence in enumerate(out):
         q = quantities(sentence)
         if not q:
             continue
@@ -264,7 +324,8 @@ def statements(chunk_id: str, doc_id: str, text: str) -> list[Statement]:
         identifiers = frozenset(w for w in words if _IDENTIFIER.match(w))
         lowered = set(re.findall(r"\w+", sentence.lower())) | {u.lower() for u in q}
         markets = frozenset(m for m, names in _MARKETS.items() if lowered & names)
-        result.append(Statement(doc_id, chunk_id, sentence, frozenset(words), q, identifiers, markets))
+        contexts = value_contexts(sentence, row=number in rows)
+        result.append(Statement(doc_id, chunk_id, sentence, frozenset(words), q, identifiers, markets, contexts))
     return result
 
 
@@ -274,7 +335,21 @@ def _conflict(a: Statement, b: Statement) -> list[str]:
         return []
     if a.markets and b.markets and not (a.markets & b.markets):
         return []
-    return sorted(u for u in a.quantities.keys() & b.quantities.keys() if not a.quantities[u] & b.quantities[u])
+    return sorted(
+        u
+        for u in a.quantities.keys() & b.quantities.keys()
+        if not a.quantities[u] & b.quantities[u] and _same_thing(a.contexts.get(u, ()), b.contexts.get(u, ()))
+    )
+
+
+def _same_thing(a: Sequence[tuple[str, frozenset[str]]], b: Sequence[tuple[str, frozenset[str]]]) -> bool:
+    """Whether two differing values of one unit are said of the same thing (shared subject words).
+
+    "acknowledges your escalation within 8 business hours" and a table row "Level: L2;
+    Acknowledge within: 4 business hours" share "acknowledge" and "L2"; "the fraud pause lasts 60
+    days" and "the payment is paused (21 days)" share only "pause", and are different pauses.
+    """
+    return any(va != vb and len(ca & cb) >= SHARED_CONTEXT for va, ca in a for vb, cb in b)
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -402,19 +477,42 @@ class GapReport:
         return asdict(self)
 
 
+GAP_STEPS = 4  # the steps gap_report reports to its progress callback
+
+
 def gap_report(
-    records: Iterable[QuestionRecord], store: KnowledgeStore, threshold: float, today: date | None = None
+    records: Iterable[QuestionRecord],
+    store: KnowledgeStore,
+    threshold: float,
+    today: date | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> GapReport:
-    """The whole coverage-gap report from any iterable of question records."""
+    """The whole coverage-gap report from any iterable of question records.
+
+    ``progress(done, GAP_STEPS, what_comes_next)`` is called before each step and once at the end.
+    """
+
+    def step(done: int, text: str) -> None:
+        if progress is not None:
+            progress(done, GAP_STEPS, text)
+
+    step(0, "reading the questions")
     rows = list(records)
     weak = [r for r in rows if r.refused or r.confidence < threshold + LOW_CONFIDENCE_MARGIN]
+    step(1, f"grouping {len(weak)} unanswered or low-confidence questions")
+    clusters = cluster_questions(weak, store)
+    step(2, "finding documents never retrieved or past review")
+    unretrieved = never_retrieved(store, rows) if rows else []
+    stale = stale_documents(store, today)
+    step(3, "comparing documents for conflicting statements")
     content = content_conflicts(store)
+    step(4, "done")
     return GapReport(
         questions=len(rows),
         unanswered_or_low_confidence=len(weak),
-        clusters=cluster_questions(weak, store),
-        never_retrieved=never_retrieved(store, rows) if rows else [],
-        stale_documents=stale_documents(store, today),
+        clusters=clusters,
+        never_retrieved=unretrieved,
+        stale_documents=stale,
         contradictions=content["contradictions"],
         near_duplicates=content["near_duplicates"],
         sources=dict(Counter(r.source for r in rows)),

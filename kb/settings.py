@@ -232,6 +232,20 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, description="Wait before the first retry of a delivery; doubles each time."
     )
     handoff_webhook_max_backoff_s: float = Field(default=3600.0, ge=0, le=24 * 3600)
+    # The customer chat's own words: what the page is called and how it greets.
+    brand_name: str = Field(
+        default="Help centre", min_length=1, max_length=80,
+        description="Name the customer chat shows as its heading (\"<brand> chat\").",
+    )
+    page_title: str = Field(
+        default="Help centre", min_length=1, max_length=80, description="Browser tab title of the customer chat."
+    )
+    customer_greeting: str = Field(
+        default="Hi! Ask me anything about your purchases, payments, returns or your account.",
+        min_length=1,
+        max_length=500,
+        description="First message of the customer chat.",
+    )
     reply_opening: str = Field(
         default="Thanks for getting in touch.",
         description="First line of the reply an agent is offered to send to a customer.",

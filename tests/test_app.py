@@ -57,6 +57,7 @@ def app(monkeypatch: pytest.MonkeyPatch, kb_data_dir: Path, db: str) -> AppTest:
     monkeypatch.setenv("KBASSIST_STATE_URL", db)
     st.cache_resource.clear()
     st.cache_data.clear()
+    evaluation.forget_jobs()
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     yield at
     st.cache_resource.clear()
@@ -99,9 +100,12 @@ def _open(at: AppTest, workspace: str, role: str = "owner") -> AppTest:
     return _sign_in(at, _account(role))
 
 
-def _open_chat(at: AppTest) -> AppTest:
+def _open_chat(at: AppTest, market: str | None = "SE") -> AppTest:
+    """The customer chat, with the customer's country chosen (``None``: not chosen yet)."""
     at.run()
     assert not at.exception, at.exception
+    if market is not None:
+        at.selectbox(key="customer_market").select(market).run()
     return at
 
 
@@ -246,7 +250,7 @@ def test_agent_sees_the_queue_newest_first_and_works_a_handoff_to_resolved(app: 
 
     at.selectbox(key="agent_handoff_pick").select(f"H-{refused}").run()
     assert not at.exception, at.exception
-    assert any(s.value == f"H-{refused} — Low confidence" for s in at.subheader)
+    assert any(s.value == f"H-{refused} — Low confidence" for s in at.header)
     transcript = [m.markdown[0].value for m in at.tabs[1].chat_message]
     assert transcript == ["Can I pay with gold bars? Mail [email]", "I'm sorry, I can't answer that."]
     assert any("Customer contact** — E-mail: jo@example.com" in m.value for m in at.markdown)
@@ -319,9 +323,41 @@ def _pass_to_a_person(at: AppTest, contact: str = "", consent: bool = False) -> 
     return at
 
 
+def test_customer_is_asked_for_their_country_before_a_market_dependent_answer(customer_app: AppTest) -> None:
+    at = _open_chat(customer_app, market=None)
+    assert at.title[0].value == "Help centre chat"
+    assert at.chat_message[0].markdown[0].value.startswith("Hi! Ask me anything")
+    at = _chat(at, "How long do I have to return an item?")
+    # No answer under some market's rules: the question waits and the chat asks where the customer is.
+    assert "Which country are you in?" in at.chat_message[-1].markdown[0].value
+    assert not at.expander and "days" not in _markdown(at)
+    assert {b.label for b in at.button if (b.key or "").startswith("customer_market_")} == {
+        "Germany (DE)",
+        "Sweden (SE)",
+    }
+    assert any('aria-live="polite"' in m.value and "choose your country" in m.value for m in at.markdown)
+    at.button(key="customer_market_DE").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="customer_market").value == "DE"
+    assert "14 days" in at.chat_message[-1].markdown[0].value  # Germany's rule, not Sweden's
+    assert any(e.label.startswith("1. Returns in Germany") for e in at.expander)
+    live = [m.value for m in at.markdown if 'aria-live="polite"' in m.value]
+    assert live == [
+        '<div class="kb-sr-only" role="status" aria-live="polite" aria-atomic="true">'
+        "Help centre replied (reply 1).</div>"
+    ]
+
+
+def test_customer_chat_words_come_from_the_settings(customer_app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBASSIST_BRAND_NAME", "Acme Pay")
+    monkeypatch.setenv("KBASSIST_CUSTOMER_GREETING", "Welcome to Acme Pay support.")
+    at = _open_chat(customer_app)
+    assert at.title[0].value == "Acme Pay chat"
+    assert at.chat_message[0].markdown[0].value == "Welcome to Acme Pay support."
+
+
 def test_customer_gets_an_answer_with_readable_sources(customer_app: AppTest) -> None:
     at = _open_chat(customer_app)
-    at.selectbox(key="customer_market").select("SE").run()
     at = _chat(at, "How long do I have to return an item?")
     user, assistant = at.chat_message[-2], at.chat_message[-1]
     assert user.name == "user" and user.markdown[0].value == "How long do I have to return an item?"
@@ -337,7 +373,6 @@ def test_customer_answer_is_streamed_from_the_configured_model(
         monkeypatch.setenv("KBASSIST_LLM_BASE_URL", server.url)
         monkeypatch.setenv("KBASSIST_LLM_API_KEY", "test-key")
         at = _open_chat(customer_app)
-        at.selectbox(key="customer_market").select("SE").run()
         at = _chat(at, "How long do I have to return an item?")
         answers = [b for b in server.requests if not b["messages"][0]["content"].startswith("You judge")]
     assert answers and answers[-1]["stream"] is True
@@ -358,7 +393,6 @@ def test_customer_cannot_read_agent_or_internal_documents(customer_app: AppTest)
 
 def test_customer_refusal_offers_a_person_and_the_handoff_is_recorded(customer_app: AppTest, db: str) -> None:
     at = _open_chat(customer_app)
-    at.selectbox(key="customer_market").select("SE").run()
     _chat(at, "How long do I have to return an item?")
     at = _chat(at, "Can I pay with bitcoin on Mars? Mail me at jo@example.com")
     assert "talk to a person" in at.chat_message[-1].markdown[0].value
@@ -438,7 +472,7 @@ def _come_back(monkeypatch: pytest.MonkeyPatch, conversation: str) -> AppTest:
     st.cache_data.clear()
     at = AppTest.from_file(CUSTOMER_APP, default_timeout=TIMEOUT)
     at.query_params["c"] = conversation
-    return _open_chat(at)
+    return _open_chat(at, market=None)  # the country chosen before comes back with the conversation
 
 
 def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_handoff(
@@ -454,6 +488,7 @@ def test_customer_coming_back_sees_the_conversation_and_the_real_status_of_the_h
     assert any(f"**H-{handoff.id}**" in i.value for i in back.info) and not back.success
     assert any(m.value == "**Status:** waiting for a person" for m in back.markdown)
     assert back.chat_input(key="customer_input").disabled
+    assert back.selectbox(key="customer_market").value == "SE"
 
     state = _state(db)
     state.accounts.add("adam", PASSWORD, "agent", actor="cli:test")
@@ -825,17 +860,48 @@ def test_owner_inspects_a_document_and_removes_it_after_confirming(
     st.cache_resource.clear()
 
 
+def _finish(at: AppTest, kind: str) -> AppTest:
+    """Wait for the background job the page started, then draw the page as its next poll would."""
+    job = evaluation.current_job(Settings(), kind)
+    assert job is not None
+    assert job.wait(timeout=TIMEOUT) and not job.running
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _status(at: AppTest) -> list[str]:
+    return [s.proto.label for s in at.get("status")]
+
+
 def test_owner_sees_why_an_evaluation_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db: str) -> None:
     monkeypatch.setenv("KBASSIST_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("KBASSIST_STATE_URL", db)
     st.cache_resource.clear()
+    evaluation.forget_jobs()
     at = _open(AppTest.from_file(APP, default_timeout=TIMEOUT), "owner")
+    at.selectbox(key="owner_eval_dataset").select("demo").run()
     at.button(key="owner_eval_run").click().run()
     assert not at.exception, at.exception
-    assert [s for s in at.get("status") if s.proto.label == "Evaluation failed (exit code 2)"]
+    at = _finish(at, "eval")
+    assert "Evaluation on demo: failed" in _status(at)
     assert any("the knowledge base is empty" in block.value for block in at.code)
     assert any("No evaluation runs yet" in c.value for c in at.caption)
+    assert not at.button(key="owner_eval_run").disabled  # a failed run does not block the next one
     st.cache_resource.clear()
+
+
+def test_owner_headline_table_shows_a_dash_for_a_missing_value() -> None:
+    from webui.owner import headline_table
+
+    table = headline_table({"kbassist": {"hit@5": 0.9, "judge_grounded": None}, "baseline": {"hit@5": None}})
+    assert headline_table({"kbassist": {"latency_p50_ms": 1234.4}})["kbassist"].tolist() == ["1,234"]
+    assert list(table.columns) == ["metric", "kbassist", "baseline"]
+    assert table.to_dict("records") == [
+        {"metric": "hit@5", "kbassist": "0.900", "baseline": "–"},
+        {"metric": "judge_grounded", "kbassist": "–", "baseline": "–"},
+    ]
+    assert "None" not in table.to_string() and "nan" not in table.to_string().lower()
 
 
 def test_owner_uploads_are_saved_safely(tmp_path: Path) -> None:
@@ -855,15 +921,8 @@ def test_owner_uploads_are_saved_safely(tmp_path: Path) -> None:
     assert not (tmp_path / "evil.md").exists()
 
 
-def test_owner_reads_the_harness_progress_lines() -> None:
-    assert evaluation.parse_progress("progress kbassist 40/222") == ("kbassist", 40, 222)
-    assert evaluation.parse_progress("progress baseline 222/222\n") == ("baseline", 222, 222)
-    assert evaluation.parse_progress("scoring and writing the report…") is None
-    assert evaluation.parse_progress("progress of the run: 3/4 done") is None
-
-
 def test_owner_without_the_eval_harness_says_so(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluation, "cli_commands", lambda: {"ingest", "ask", "kb"})
+    monkeypatch.setattr(evaluation, "_harness_has", lambda module: False)
     at = _open(app, "owner")
     infos = " ".join(i.value for i in at.info)
     assert "Evaluation is not available" in infos and "coverage-gap report is not available" in infos
@@ -883,18 +942,27 @@ def test_owner_runs_an_evaluation_sees_its_charts_and_a_gap_report(
     ]  # fmt: skip
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     monkeypatch.setattr(evaluation, "datasets", lambda: [str(questions)])
+    heights: list[object] = []
+    iframe = st.iframe
+    monkeypatch.setattr(st, "iframe", lambda src, **kw: heights.append(kw.get("height")) or iframe(src, **kw))
     at = _open(app, "owner")
-    at.button(key="owner_eval_run").click().run()  # the real `kbassist eval run`, in a child process
+    at.button(key="owner_eval_run").click().run()  # eval.runner's own functions, in a background thread
     assert not at.exception, at.exception
-    assert [s for s in at.get("status") if s.proto.label == "Evaluation finished"]
+    assert at.button(key="owner_eval_run").disabled  # one run at a time
+    at = _finish(at, "eval")
+    assert "Evaluation on returns: finished" in _status(at)
     (bar,) = at.get("progress")
     assert bar.proto.value == 100 and bar.proto.text == "Done"
+    new_run = evaluation.current_job(Settings(), "eval").result.name
+    assert at.selectbox(key="owner_eval_run_pick").value == new_run  # the picker shows the new run
+    assert "None" not in at.dataframe[0].value.to_string()
     headline = next(df.value for df in at.dataframe if "kbassist" in df.value.columns)
     values = dict(zip(headline["metric"], headline["kbassist"], strict=True))
-    assert values["hit@5"] == 1.0 and values["refusal_recall"] == 1.0
+    assert values["hit@5"] == "1.000" and values["refusal_recall"] == "1.000"
     assert [c for c in at.caption if "3 questions" in c.value]
     (report,) = at.get("iframe")  # the run's own HTML report, charts included
     page = report.proto.srcdoc
+    assert heights == ["content"]  # the frame takes the report's height: no chart is cut off
     assert page.count("<svg") >= 4 and "Deflection and false deflection against the threshold" in page
     assert "Latency per question" in page and "kbassist per category" in page
 
@@ -906,8 +974,11 @@ def test_owner_runs_an_evaluation_sees_its_charts_and_a_gap_report(
         search_query="Do you sell travel insurance for cruises?", answer="", refused=True, confidence=0.2,
         doc_ids=[], latency_ms=5.0, generator="extractive",
     )  # fmt: skip
-    at.button(key="owner_gaps_refresh").click().run()  # the real `kbassist gaps --json`
+    at.button(key="owner_gaps_refresh").click().run()  # eval.gaps.gap_report, in a background thread
     assert not at.exception, at.exception
+    at = _finish(at, "gaps")
+    assert "Gap report: finished" in _status(at)
+    assert not [label for label in _status(at) if "running" in label or "Analysing" in label]
     assert "4 questions analysed; 2 refused or low-confidence, in 2 groups." in _markdown(at)
     topics = next(df.value for df in at.dataframe if "most central questions" in df.value.columns)
     assert set(topics["most central questions"]) == {

@@ -6,10 +6,15 @@ the hand-off must be in the state store. A customer who edits the URL to ask for
 workspace still gets the chat alone. A member of staff is refused with a wrong password, signs in,
 sees only what their role allows and signs out. Screenshots are saved to test-artifacts/.
 Skipped only on a developer machine without /usr/bin/chromium; under CI it always runs.
+
+Every page is also checked with axe-core (``node_modules/axe-core``, a test-only npm dependency that
+``scripts/test`` installs from package-lock.json): no serious or critical violation may remain. The
+findings of each page are written to test-artifacts/axe-PAGE.json.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +36,7 @@ from tests.support.app_kb import write_kb
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PASSWORD = "correct horse battery"
 LAUNCH_ARGS = [
     "--headless",
@@ -45,6 +52,44 @@ LAUNCH_ARGS = [
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium at /usr/bin/chromium"
 )
+
+
+# Rules that find problems inside Streamlit's own widgets, which the app's markup cannot change.
+# Each is excluded for the named elements only; everything else on the page is still checked.
+AXE_EXCLUDE: list[list[str]] = []
+AXE_DISABLED_RULES: dict[str, str] = {}
+
+
+def check_accessibility(page: Any, name: str) -> dict[str, int]:
+    """Run axe-core on ``page``; fail on serious or critical violations. Returns counts by impact."""
+    if not AXE.is_file():
+        if os.environ.get("CI"):
+            raise AssertionError(f"{AXE} is missing: run `npm ci` (scripts/test does)")
+        pytest.skip("axe-core is not installed (npm ci)")
+    page.wait_for_timeout(500)  # let Streamlit finish drawing
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    options = {
+        "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+        "rules": {rule: {"enabled": False} for rule in AXE_DISABLED_RULES},
+    }
+    result = page.evaluate(
+        "([exclude, options]) => axe.run({include: [document], exclude: exclude}, options)", [AXE_EXCLUDE, options]
+    )
+    violations = result["violations"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(violations, indent=2), encoding="utf-8")
+    counts: dict[str, int] = {}
+    for v in violations:
+        counts[v["impact"] or "none"] = counts.get(v["impact"] or "none", 0) + len(v["nodes"])
+    print(f"axe {name}: {len(result['passes'])} rules passed; violations by impact {counts or 'none'}")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} — " + "; ".join(n["target"][0] for n in v["nodes"][:5])
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not serious, f"axe found on {name}:\n" + "\n".join(serious)
+    return counts
 
 
 def _free_port() -> int:
@@ -113,19 +158,31 @@ def test_customer_asks_gets_a_cited_answer_and_hands_off(serve: Server) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(url, timeout=60_000)
             expect(page.get_by_role("heading", name="Help centre chat")).to_be_visible(timeout=60_000)
+            # The customer sees the product only: no Streamlit menu, no deploy button.
+            expect(page.locator('[data-testid="stMainMenu"]')).to_have_count(0)
+            expect(page.locator('[data-testid="stAppDeployButton"]')).to_have_count(0)
+            check_accessibility(page, "customer-chat")
 
             box = page.get_by_placeholder("Type your question")
             box.fill("How long do I have to return an item in Sweden?")
             box.press("Enter")
+            # Before an answer under one country's rules, the chat asks which country applies.
+            expect(page.get_by_text("Which country are you in?")).to_be_visible(timeout=60_000)
+            expect(page.locator('[role="status"][aria-live="polite"]')).to_have_text("Please choose your country.")
+            page.get_by_role("button", name="Sweden (SE)").click()
             answer = page.locator('[data-testid="stChatMessage"]').filter(has_text="30 days")
             expect(answer).to_be_visible(timeout=60_000)
             expect(answer).to_contain_text("[1]")
             expect(page.get_by_text("1. Returns in Sweden — Return window")).to_be_visible()
             page.get_by_text("1. Returns in Sweden — Return window").click()  # the source opens to its passage
             expect(page.get_by_text("within 30 days of delivery").last).to_be_visible()
+            live = page.locator('[role="status"][aria-live="polite"]')
+            expect(live).to_have_text("Help centre replied (reply 1).")
+            check_accessibility(page, "customer-answer")
 
             page.get_by_role("button", name="Helpful", exact=True).click()  # thumbs up on the answer
             expect(page.get_by_text("Thanks for your feedback.")).to_be_visible(timeout=30_000)
+            check_accessibility(page, "customer-feedback")  # captions and the open passage, at AA contrast
 
             page.get_by_role("button", name="Talk to a person").click()
             contact = page.get_by_role("textbox", name="E-mail or phone number (optional)")
@@ -257,12 +314,14 @@ def test_agent_claims_and_resolves_a_handoff_from_the_queue(serve: Server) -> No
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("heading", name="Agent assist")).to_be_visible(timeout=60_000)
             expect(page.get_by_role("button", name="New contact")).to_be_visible()
+            check_accessibility(page, "agent-workspace")
 
             page.get_by_role("tab", name="Hand-off queue").click()
             expect(page.get_by_text("1 open · 0 being handled")).to_be_visible(timeout=30_000)
             page.get_by_role("combobox", name="Open a hand-off").click()
             page.get_by_role("option", name=f"H-{handoff.id}").click()
             expect(page.get_by_text("Phone: +46 70 123 45 67").last).to_be_visible(timeout=30_000)
+            check_accessibility(page, "handoff-queue")
             expect(page.get_by_text("I'm sorry, I can't answer that.")).to_be_visible()
             page.get_by_role("button", name="Claim").click()
             expect(page.get_by_text("Status: Being handled by adam")).to_be_visible(timeout=30_000)
@@ -277,3 +336,73 @@ def test_agent_claims_and_resolves_a_handoff_from_the_queue(serve: Server) -> No
     resolved = StateStore(db, Settings()).handoffs.get(handoff.id)
     assert resolved.status == "resolved" and resolved.resolved_by == "adam"
     assert [n.text for n in resolved.notes] == ["Explained payment options"]
+
+
+def test_owner_workspace_is_accessible(serve: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = serve("app_streamlit.py")
+    StateStore(db, Settings()).accounts.add("olive", PASSWORD, "owner", actor="cli:test")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(f"{url}/?workspace=owner", timeout=60_000)
+            expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=60_000)
+            check_accessibility(page, "staff-sign-in")
+            page.get_by_role("textbox", name="User name").fill("olive")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Knowledge base", exact=True)).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("All 6 documents")).to_be_visible(timeout=30_000)
+            check_accessibility(page, "owner-workspace")
+            page.get_by_role("tab", name="Evaluation").click()
+            expect(page.get_by_role("heading", name="Answer quality")).to_be_visible(timeout=30_000)
+            check_accessibility(page, "owner-evaluation")
+            page.screenshot(path=str(ARTIFACTS / "browser-owner-workspace.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_owner_runs_an_evaluation_and_the_page_stays_usable(serve: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, db = serve("app_streamlit.py")
+    StateStore(db, Settings()).accounts.add("olive", PASSWORD, "owner", actor="cli:test")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(f"{url}/?workspace=owner", timeout=60_000)
+            page.get_by_role("textbox", name="User name").fill("olive")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Knowledge base", exact=True)).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Evaluation").click()
+            page.get_by_role("combobox", name="Question set").click()
+            page.get_by_role("option", name="adversarial").click()
+            page.get_by_role("button", name="Run evaluation").click()
+            expect(page.get_by_text("Evaluation on adversarial: running…")).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("button", name="Run evaluation")).to_be_disabled()
+            # While it runs in the background the page still answers: another tab opens and draws.
+            page.get_by_role("tab", name="Feedback & deflection").click()
+            expect(page.get_by_text("Helpful rate")).to_be_visible(timeout=10_000)
+            page.get_by_role("tab", name="Evaluation").click()
+            expect(page.get_by_text("Evaluation on adversarial: finished")).to_be_visible(timeout=240_000)
+            picker = page.get_by_role("combobox", name="Run")
+            expect(picker).to_be_visible(timeout=30_000)
+            runs = sorted(p.name for p in (Path(db.removeprefix("sqlite:///")).parent / "data" / "eval-runs").iterdir())
+            assert runs and runs[-1].endswith("-adversarial")
+            expect(picker).to_have_value(runs[-1])  # the picker shows the new run
+            frame = page.locator("iframe").last
+            expect(frame).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1500)
+            inner = frame.content_frame.locator("body")
+            expect(inner).to_contain_text("Latency per question", timeout=30_000)
+            shown = frame.bounding_box()["height"]
+            needed = frame.evaluate("f => f.contentDocument.documentElement.scrollHeight")
+            assert shown >= needed - 2, (shown, needed)  # the report is not cut off in its frame
+            page.screenshot(path=str(ARTIFACTS / "browser-owner-evaluation.png"), full_page=True)
+            check_accessibility(page, "owner-evaluation-run")
+        finally:
+            browser.close()

@@ -67,3 +67,21 @@ def answer_caption(answer: Answer) -> str:
 def _quote(text: str) -> str:
     """Markdown blockquote, so a passage's own headings and lists do not restyle the page."""
     return "\n".join("> " + line if line.strip() else ">" for line in text.strip().splitlines())
+
+
+# Fixed page CSS (no text from documents, models or users ever goes in here):
+# - .kb-sr-only: text for screen readers only (the live region that announces new replies);
+# - captions and quoted passages at full text colour: Streamlit draws captions at 60% opacity,
+#   which is below the 4.5:1 contrast that small text needs (WCAG AA).
+_PAGE_CSS = """<style>
+.kb-sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
+  clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0; }
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p { color: #4a4c57; opacity: 1; }
+[data-testid="stMarkdownContainer"] blockquote, [data-testid="stMarkdownContainer"] blockquote p {
+  color: #262730; opacity: 1; }
+</style>"""
+
+
+def page_style() -> None:
+    """The app's fixed CSS, once per page run."""
+    st.markdown(_PAGE_CSS, unsafe_allow_html=True)

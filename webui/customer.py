@@ -15,18 +15,21 @@ Everything shown that came from documents or a model goes through :mod:`webui.sa
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 from assist.service import QuestionError
 from kb.state.conversations import valid_conversation_id
 from kb.state.handoffs import Contact, HandoffRecord
 from webui.asking import Exchange, ask_and_log
-from webui.common import render_sources_for_customer
+from webui.common import page_style, render_sources_for_customer
 from webui.safe_markdown import safe_markdown
 from webui.services import Services
 
-GREETING = "Hi! Ask me anything about your purchases, payments, returns or your account."
-CHOOSE_MARKET = "Choose your country"
+CHOOSE_MARKET = "Your country"
+ASK_MARKET = "Which country are you in? Our rules (return windows, fees, payment options) differ by country."
+COUNTRIES = {"SE": "Sweden", "DE": "Germany", "NO": "Norway", "DK": "Denmark", "FI": "Finland", "NL": "Netherlands"}
 # Customers see no paths or server addresses; the details go to the log for the operators.
 UNAVAILABLE = "Sorry, the help centre can't answer right now. Please try again in a few minutes."
 CONVERSATION_PARAM = "c"
@@ -49,17 +52,27 @@ def _restart() -> None:
 def render(services: Services) -> None:
     state = _state()
     _restore(services, state)
+    settings = services.settings
     markets = _markets(services)
+    page_style()
     header, country = st.columns([3, 1], vertical_alignment="bottom")
     with header:
-        st.title("Help centre chat")
+        st.title(f"{settings.brand_name} chat")
     with country:
         market = st.selectbox(
-            CHOOSE_MARKET, markets, index=None, placeholder="Any country", key="customer_market", disabled=not markets
+            CHOOSE_MARKET,
+            markets,
+            index=None,
+            format_func=country_name,
+            placeholder="Choose your country",
+            key="customer_market",
+            disabled=not markets,
         )
+    # Screen readers hear that a reply arrived; the region holds fixed words only, never answer text.
+    announcer = st.empty()
 
     with st.chat_message("assistant"):
-        st.markdown(GREETING)
+        st.markdown(_safe(services, settings.customer_greeting))
     for exchange in state["exchanges"]:
         with st.chat_message("user"):
             st.markdown(_safe(services, exchange.answer.question))
@@ -72,7 +85,20 @@ def render(services: Services) -> None:
     busy = handoff is not None or state["contact_form"]
     question = st.chat_input("Type your question", disabled=busy, key="customer_input")
     if question and not busy:
-        _ask(services, state, question, market)
+        if markets and market is None:
+            state["pending"] = question  # answered once the customer says where they are
+        else:
+            _ask(services, state, question, market)
+    pending = state.get("pending")
+    if pending and market is not None:
+        state.pop("pending")
+        _ask(services, state, pending, market)
+    elif pending and not busy:
+        _ask_for_market(services, pending, markets)
+        _announce(announcer, "Please choose your country.")
+        return
+    if state["exchanges"]:
+        _announce(announcer, f"{settings.brand_name} replied (reply {len(state['exchanges'])}).")
 
     if handoff is not None:
         _render_handoff(services, state, handoff)
@@ -94,6 +120,34 @@ def render(services: Services) -> None:
         st.rerun()
 
 
+def country_name(code: str) -> str:
+    name = COUNTRIES.get(code)
+    return f"{name} ({code})" if name else code
+
+
+def _ask_for_market(services: Services, question: str, markets: list[str]) -> None:
+    """The first question waits until the customer says which country's rules apply to them."""
+    with st.chat_message("user"):
+        st.markdown(_safe(services, question))
+    with st.chat_message("assistant"):
+        st.markdown(ASK_MARKET)
+        for column, code in zip(st.columns(max(len(markets), 1) + 1), markets, strict=False):
+            with column:
+                st.button(
+                    country_name(code),
+                    key=f"customer_market_{code}",
+                    on_click=st.session_state.__setitem__,
+                    args=("customer_market", code),
+                )
+
+
+def _announce(placeholder, text: str) -> None:
+    placeholder.markdown(
+        f'<div class="kb-sr-only" role="status" aria-live="polite" aria-atomic="true">{html.escape(text)}</div>',
+        unsafe_allow_html=True,  # fixed words (and the configured brand, escaped); never answer text
+    )
+
+
 def _safe(services: Services, text: str) -> str:
     return safe_markdown(text, services.settings.customer_link_domains)
 
@@ -110,6 +164,9 @@ def _restore(services: Services, state: dict) -> None:
     if not exchanges and handoff is None:
         st.query_params.pop(CONVERSATION_PARAM, None)  # unknown id: start afresh
         return
+    record = services.conversations.load(conversation_id)
+    if record is not None and record.market and record.market.upper() in _markets(services):
+        st.session_state["customer_market"] = record.market.upper()  # the country chosen before
     state["conversation"] = conversation_id
     state["exchanges"] = exchanges
     state["handoff"] = handoff

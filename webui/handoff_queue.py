@@ -110,7 +110,7 @@ def _detail(services: Services, identity: StaffIdentity, handoff_id: int) -> Non
         st.error(str(exc))
         return
 
-    st.subheader(f"{record.reference} — {REASONS.get(record.reason, record.reason)}")
+    st.header(f"{record.reference} — {REASONS.get(record.reason, record.reason)}")  # h2 under the page title
     st.markdown(f"**Status:** {_status(record)}")
     facts = [
         f"created {_when(record.created_at)}",
