@@ -185,12 +185,16 @@ def _send(stream: BinaryIO, message: Any) -> None:
 def _receive(stream: BinaryIO, deadline: float) -> Any:
     """One message from the worker, or :class:`TimeoutError` once ``deadline`` (monotonic) passes."""
     fd = stream.fileno()
+    # poll, not select: a process holding many files (an app, a test run) has descriptors past
+    # select's limit of 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 
     def read_exactly(size: int) -> bytes:
         parts: list[bytes] = []
         while size:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            if remaining <= 0 or not poller.poll(max(1, int(remaining * 1000))):
                 raise TimeoutError
             part = os.read(fd, min(size, 1 << 20))
             if not part:

@@ -442,3 +442,23 @@ def test_the_command_line_refuses_a_takeover_unless_told_to_replace(
     replaced = runner.invoke(app, ["ingest", "--replace", str(second)])
     assert replaced.exit_code == 0, replaced.output
     assert "1 document replaced by another file, as asked: refunds" in replaced.output
+
+
+# -- the worker itself ------------------------------------------------------------------------
+
+
+def test_the_worker_reads_in_a_process_holding_more_than_1024_files(store: KnowledgeStore, folder: Path) -> None:
+    """An app or a long test run holds many descriptors; the worker's pipe may be numbered past
+    what ``select`` can watch, and every file would then fail."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit of open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        report = ingest([folder], store)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert report.ok and report.added == ["refunds"], report.summary()
