@@ -171,8 +171,15 @@ def test_agent_market_filter_narrows_sources_and_the_suggested_reply(app: AppTes
     assert not [w for w in overdue if "Returns in Germany" in w]  # reviewed until 2030
     assert all("Handling a dispute" in w for w in overdue)  # the one past its date, if it is cited
 
+    assert any(c.value == "Answered for market: DE · product: any" for c in at.caption)
+    # Changing the filter asks the same question again under it; the German answer moves to
+    # "Earlier in this contact".
     at.selectbox(key="agent_market").select("SE").run()
-    at = _agent_ask(at, "How many days does the customer have to return an item?")
+    assert not at.exception, at.exception
+    assert any(c.value == "Answered for market: SE · product: any" for c in at.caption)
+    assert [e.label for e in at.expander if e.label.startswith("How many days")] == [
+        "How many days does the customer have to return an item?"
+    ]
     reply = at.text_area[0]  # the latest answer's; the earlier one sits under "Earlier in this contact"
     assert "30 days of delivery" in reply.value and "withdrawal" not in reply.value
     reply.input("Hello! You have 30 days.").run()  # the agent edits it before copying

@@ -35,6 +35,7 @@ def facets(revision: str, _services: Services) -> tuple[list[str], list[str]]:
 def _new_contact() -> None:
     st.session_state.pop("agent_conversation", None)
     st.session_state["agent_history"] = []
+    st.session_state["agent_history_filters"] = []
 
 
 def render(services: Services, identity: StaffIdentity) -> None:
@@ -49,6 +50,8 @@ def render(services: Services, identity: StaffIdentity) -> None:
 
 def _live_contact(services: Services) -> None:
     history: list[Exchange] = st.session_state.setdefault("agent_history", [])
+    # The filters each answer was given under (same order as the history).
+    produced: list[tuple[str | None, str | None]] = st.session_state.setdefault("agent_history_filters", [])
     markets, products = facets(services.store.revision(), services)
 
     with st.sidebar:
@@ -73,6 +76,11 @@ def _live_contact(services: Services) -> None:
         )
         asked = st.form_submit_button("Ask", type="primary", icon=":material/search:")
 
+    current = (filters.market, filters.product)
+    if not asked and history and len(produced) == len(history) and produced[-1] != current:
+        # The filters changed after an answer: that answer was for other filters, so ask again.
+        question, asked = history[-1].answer.question, True
+
     if asked and question.strip():
         conversation = st.session_state.get("agent_conversation")
         if conversation is None:
@@ -93,6 +101,7 @@ def _live_contact(services: Services) -> None:
             st.error(f"That question can't be searched: {exc}.")
         else:
             history.append(exchange)
+            produced.append(current)
 
     if not history:
         if not services.store.documents():
@@ -102,6 +111,9 @@ def _live_contact(services: Services) -> None:
         return
 
     latest = history[-1]
+    if len(produced) == len(history):
+        market, product = produced[-1]
+        st.caption(f"Answered for market: {market or 'any'} · product: {product or 'any'}")
     _render_exchange(services, latest, latest=True)
     if len(history) > 1:
         st.divider()
