@@ -62,7 +62,7 @@ def test_setting_differences_are_shown_first(base: dict[str, Any], tmp_path: Pat
     other["threshold"] = 0.5
     other["run"]["settings"]["top_k"] = 8
     found = {d.name: (d.a, d.b) for d in differences(base, other)}
-    assert found == {"threshold": (0.46, 0.5), "settings.top_k": (5, 8)}
+    assert found == {"threshold": (base["threshold"], 0.5), "settings.top_k": (5, 8)}
     assert differences(base, copy.deepcopy(base)) == []
 
     shown = CliRunner().invoke(
@@ -71,7 +71,7 @@ def test_setting_differences_are_shown_first(base: dict[str, Any], tmp_path: Pat
     assert shown.exit_code == 0, shown.output
     head = shown.output.split("kbassist\n", 1)[0]
     assert "The runs differ in:" in head
-    assert "threshold: 0.46 (A) → 0.5 (B)" in head and "settings.top_k: 5 (A) → 8 (B)" in head
+    assert f"threshold: {base['threshold']} (A) → 0.5 (B)" in head and "settings.top_k: 5 (A) → 8 (B)" in head
     same = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "a")])
     assert "Same question set, threshold and settings." in same.output
 

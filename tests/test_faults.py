@@ -337,6 +337,7 @@ def test_app_workspaces_show_an_error_while_the_server_is_down(
         server.start()
         chat.run()
         assert not chat.error
+        chat.selectbox(key="customer_market").select("SE").run()  # the country, asked before any answer
         chat.chat_input(key="customer_input").set_value(QUESTION).run()
         assert not chat.exception and not chat.error
         assert any("30 days" in m.value for m in chat.markdown)
