@@ -249,6 +249,7 @@ class ChunkIndex:
             raise IndexUnusable(f"{directory}: {exc}") from exc
         self.revision = ""  # the store revision this index was built from, when it came from a store
         self.role = ""  # the role whose scope it was built with, when it came from a store
+        self.settled = False  # its revision was read with no write in progress (see ChunkIndexes.for_role)
         self._masks: dict[Filters, np.ndarray] = {}
         self._mask_limit = max(8, min(256, _MASK_CACHE_BYTES // max(len(self.ids), 1)))
         self._row_terms: dict[int, frozenset[str]] = {}

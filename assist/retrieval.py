@@ -172,7 +172,8 @@ class HybridRetriever:
             passage.lexical = score
             passage.fused += 1.0 / (RRF_K + rank + 1)
         t = time.perf_counter()
-        pool = self._verified(pool, role, filters)
+        if not index.settled:
+            pool = self._verified(pool, role, filters)
         timings["verify_ms"] = (time.perf_counter() - t) * 1000
         if not pool:
             latency = (time.perf_counter() - started) * 1000
@@ -225,7 +226,7 @@ class HybridRetriever:
             if hit is None:
                 return None
             found = Passage(index.ids[hit], index.texts[hit], index.metadatas[hit])
-        if not role:
+        if not role or index.settled:
             return found
         return self._verified({found.chunk_id: found}, role, Filters()).get(found.chunk_id)
 
@@ -233,11 +234,13 @@ class HybridRetriever:
         """The passages whose chunk, as the store holds it now, the role may read and the filters admit.
 
         Text and scores come from the role's index, which is keyed by the store revision and
-        so, after an interrupted write, may still describe chunks as they were (see
-        :mod:`kb.store`). The audience and the rest of the metadata are therefore read again
-        from Chroma, by id, for the few passages about to be shown: a chunk gone from the store,
-        unpublished, or of an audience the role may not read, is dropped whatever the index
-        says, and the passage carries the store's metadata.
+        so, when built while a write was in progress or after one was interrupted, may still
+        describe chunks as they were (see :mod:`kb.store`). For such an index the audience and
+        the rest of the metadata are read again from Chroma, by id, for the few passages about
+        to be shown: a chunk gone from the store, unpublished, or of an audience the role may
+        not read, is dropped whatever the index says, and the passage carries the store's
+        metadata. An index of a settled revision was built from the chunks as they still are,
+        so the lookup is skipped there.
         """
         if not pool:
             return pool

@@ -98,7 +98,7 @@ class ChunkIndexes:
 
     def for_role(self, role: str) -> ChunkIndex:
         scope = scope_where(role)  # unknown roles fail here, before anything touches the disk
-        revision = self.store.revision()
+        revision, writing = self.store.revision_state()
         with self._lock:
             cached = self._cache.get(role)
             if cached and cached[0] == revision:
@@ -106,6 +106,9 @@ class ChunkIndexes:
             index = self._open(role, scope, revision)
             index.revision = revision
             index.role = role
+            # Built or mapped while a writer was between its first and last revision change (or
+            # one was interrupted there): its rows may describe chunks as they were.
+            index.settled = not writing
             self._cache[role] = (revision, index)
             return index
 

@@ -450,6 +450,15 @@ class KnowledgeStore:
         """
         return str(self._registry_metadata().get("revision", ""))
 
+    def revision_state(self) -> tuple[str, bool]:
+        """(revision, whether a write group is in progress), from one read of the registry.
+
+        A revision read with no write in progress describes chunks that no longer change under
+        it: every write group changes the revision before its first write and after its last.
+        """
+        meta = self._registry_metadata()
+        return str(meta.get("revision", "")), bool(meta.get(_WRITING))
+
     def write_in_progress(self) -> str:
         """The marker of a write group that started and has not finished ("" when none).
 
