@@ -219,6 +219,7 @@ class HybridRetriever:
             meta = index.metadatas[r]
             if meta.get("doc_id") == doc and meta.get("position") == position + 1:
                 found = Passage(index.ids[r], index.texts[r], meta)
+                break
         if found is None:
             got = self.store.chunks.get(where={"$and": [{"doc_id": doc}, {"position": position + 1}]}, include=[])
             rows = index.rows_of(list(got["ids"]))

@@ -448,7 +448,7 @@ class KnowledgeStore:
         Cheap to read (collection metadata), so caches built from the chunks (the BM25 index)
         can check it on every query.
         """
-        return str(self._registry_metadata().get("revision", ""))
+        return self.revision_state()[0]
 
     def revision_state(self) -> tuple[str, bool]:
         """(revision, whether a write group is in progress), from one read of the registry.
