@@ -33,6 +33,7 @@ class Plan:
     decision: Decision
     market: str | None
     selection: Selection  # every scored candidate of the whole message's passages
+    coverage: CoverageFn  # the query's coverage of a text, as selection and the gate measured it
 
 
 @dataclass

@@ -188,7 +188,8 @@ class Assistant:
         answer_coverage = coverage(" ".join(_heading(passages[u.passage]) + " " + " ".join(u.texts) for u in units))
         values = answerability_features(understood, retrieval.passages, selection, answer_coverage)
         decision = self.gate.decide(values, bool(units))
-        return Plan(understood, query, passages, units, decision, filters.market, selection), retrieval
+        plan = Plan(understood, query, passages, units, decision, filters.market, selection, coverage)
+        return plan, retrieval
 
     def _finish_procedures(
         self, units: list[Unit], passages: list[Passage], retrieval: Retrieval, market: str | None
@@ -305,15 +306,15 @@ class Assistant:
         on_token: TokenCallback | None = None,
     ) -> Answer:
         started = time.perf_counter()
-        question = self._validate(question, role)
         turns = as_turns(conversation)
         plan, retrieval = self.prepare(question, role, market, turns, filters)
+        question = plan.understood.text  # as validated
         query, chosen_market, decision = plan.query, plan.market, plan.decision
 
         generated = None
         used = self.generator.name
         if decision.verdict == "answer":
-            coverage = self._coverage(role, query, retrieval.index)
+            coverage = plan.coverage
             try:
                 generated = self.generator.generate(query, plan.passages, role, coverage, on_token, plan=plan)
             except Exception as exc:  # an unreachable or failing endpoint must not leave the user without an answer
