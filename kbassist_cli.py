@@ -448,7 +448,8 @@ def ask(
         typer.echo("\nSources:")
         for c in answer.citations:
             version = f", v{c.version}" if c.version else ""
-            typer.echo(f"  [{c.number}] {c.title} — {c.section}{version} ({c.chunk_id})")
+            language = f", {c.language}" if c.language else ""
+            typer.echo(f"  [{c.number}] {c.title} — {c.section}{language}{version} ({c.chunk_id})")
     if answer.suggested_reply:
         typer.echo("\nSuggested reply to the customer:\n" + answer.suggested_reply)
     if exchange.handoff:

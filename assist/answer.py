@@ -21,6 +21,7 @@ class Citation:
     version: str
     review_by: str
     passage: str
+    language: str = ""  # the document's, so a reader sees an answer quoted from another language
 
     @classmethod
     def from_passage(cls, number: int, passage: Passage) -> Citation:
@@ -34,6 +35,7 @@ class Citation:
             version=str(meta.get("version", "")),
             review_by=str(meta.get("review_by", "")),
             passage=passage.body,
+            language=str(meta.get("language", "")),
         )
 
 

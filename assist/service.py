@@ -32,6 +32,13 @@ from assist.extractive import ExtractiveGenerator
 from assist.generation import CoverageFn, Generated, Generator, Plan, TokenCallback
 from assist.markets import MARKET_NAMES
 from assist.models import load_model
+from assist.phrases import (
+    CUSTOMER_REFUSALS,
+    customer_refusal,
+    is_refusal,
+    related_articles,
+    source_language_note,
+)
 from assist.retrieval import HybridRetriever, Passage, Retrieval, fuse
 from assist.selection import MAX_BLOCK_ITEMS, Selection, Selector, Unit, render
 from assist.terms import detect_language, terms
@@ -42,19 +49,7 @@ from kb.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
-# Said in turn, so a customer refused twice does not read the same sentence twice.
-CUSTOMER_REFUSALS = (
-    "I'm sorry, I couldn't find an answer to that in our help articles, and I don't want to guess. "
-    "Would you like to talk to a person? I can pass your question on to our support team.",
-    "I still can't find that in our help articles, so I'd rather not guess. "
-    "A person from our support team can look at it with you: shall I pass it on?",
-    "That one isn't covered in our help articles either. The quickest way to an answer is a person "
-    "from our support team; they will see this conversation.",
-)
-CUSTOMER_REFUSAL = CUSTOMER_REFUSALS[0]
-RELATED_INTRO = "I'm not sure I found the exact answer, but these help articles look related:"
-REFUSAL_OPENINGS = (*(text[:40] for text in CUSTOMER_REFUSALS), RELATED_INTRO[:20])
-RELATED_OUTRO = "Did one of them help? If not, I can pass your question to a person on our support team."
+CUSTOMER_REFUSAL = CUSTOMER_REFUSALS["en"][0]
 AGENT_REFUSAL = "No policy in the knowledge base covers this question."
 ESCALATION_QUERY = "no policy covers the case what to do escalate to team lead escalation path"
 _HOW_QUANTITY = re.compile(
@@ -332,11 +327,12 @@ class Assistant:
                 answer.flags = list(generated.flags)
         else:
             citations = [Citation.from_passage(n, plan.passages[i]) for n, i in enumerate(generated.cited, 1)]
+            note = source_language_note(detect_language(question), [c.language for c in citations])
             answer = Answer(
                 question=question,
                 search_query=query,
                 role=role,
-                text=generated.text,
+                text=f"{note}\n\n{generated.text}" if note else generated.text,
                 citations=citations,
                 confidence=decision.probability,
                 refused=False,
@@ -411,7 +407,8 @@ class Assistant:
             "documents": sorted({p.doc_id for p in retrieval.passages}),
             "confidence": round(plan.decision.probability, 3),
         }
-        refusals = sum(1 for t in turns if t.role == "assistant" and t.content.startswith(REFUSAL_OPENINGS))
+        refusals = sum(1 for t in turns if t.role == "assistant" and is_refusal(t.content))
+        language = detect_language(question)
         answer = Answer(
             question=question,
             search_query=query,
@@ -425,20 +422,23 @@ class Assistant:
         )
         related = plan.passages[:3] if plan.decision.verdict == "related" else []
         if role == "customer":
-            answer.text = CUSTOMER_REFUSALS[refusals % len(CUSTOMER_REFUSALS)]
+            answer.text = customer_refusal(language, refusals)
             if related:
                 answer.citations = _distinct_articles(related)
-                answer.text = RELATED_INTRO + "\n" + "\n".join(
-                    f"- {c.title}" + (f" — {c.section.rsplit('>', 1)[-1].strip()}" if c.section else "") + f" [{c.number}]"
-                    for c in answer.citations
-                ) + "\n" + RELATED_OUTRO
+                answer.text = related_articles(
+                    language,
+                    [
+                        f"- {c.title}" + (f" — {c.section.rsplit('>', 1)[-1].strip()}" if c.section else "") + f" [{c.number}]"
+                        for c in answer.citations
+                    ],
+                )
             earlier = [t.content for t in turns if t.role == "user"][-3:]
             summary = f"Customer asked: {question}"
             if earlier:
                 summary += " | Earlier: " + " / ".join(earlier)
             reason = HANDOFF_RESTRICTED_TOPIC if self._staff_only(query, market) else HANDOFF_LOW_CONFIDENCE
             answer.handoff = Handoff(
-                question, role, market, summary, searched, reason=reason, language=detect_language(question)
+                question, role, market, summary, searched, reason=reason, language=language
             )
         else:
             answer.text = AGENT_REFUSAL

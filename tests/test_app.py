@@ -132,7 +132,7 @@ def test_agent_gets_cited_procedure_with_passage_reply_and_feedback(app: AppTest
     text = _markdown(at)
     assert "Pause the invoice for 21 days" in text and "[1]" in text
     labels = [e.label for e in at.expander]
-    assert any(label.startswith("[1] Handling a dispute — Procedure · v2 · review by 2020-01-01") for label in labels)
+    assert any(label.startswith("[1] Handling a dispute — Procedure · en · v2 · review by 2020-01-01") for label in labels)
     assert any("Open the dispute case" in m.value for e in at.expander for m in e.markdown)
     assert any("Document `disputes`" in c.value for c in at.caption)
     # The suggested reply quotes customer-facing documents only, as plain text the agent may edit.

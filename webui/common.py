@@ -11,9 +11,11 @@ from webui.safe_markdown import safe_markdown
 
 
 def citation_label(citation: Citation) -> str:
-    """``[1] Title — Section · v3.1 · review by 2027-03-31``: enough to find the passage again."""
+    """``[1] Title — Section · de · v3.1 · review by 2027-03-31``: enough to find the passage again."""
     section = _section(citation)
     parts = [f"[{citation.number}] {citation.title}" + (f" — {section}" if section else "")]
+    if citation.language:
+        parts.append(citation.language)
     if citation.version:
         parts.append(f"v{citation.version}")
     if citation.review_by:
@@ -52,6 +54,8 @@ def render_sources_for_customer(citations: Sequence[Citation], link_domains: Seq
     for citation in citations:
         section = _section(citation)
         label = f"{citation.number}. {citation.title}" + (f" — {section}" if section else "")
+        if citation.language:
+            label += f" ({citation.language})"
         with st.expander(safe_markdown(label)):
             st.markdown(_quote(safe_markdown(citation.passage, link_domains)))
 

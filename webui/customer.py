@@ -24,17 +24,14 @@ from kb.state.conversations import valid_conversation_id
 from kb.state.handoffs import Contact, HandoffRecord
 from webui.asking import Exchange, ask_and_log
 from webui.common import page_style, render_sources_for_customer
+from webui.customer_texts import chat_language, text
 from webui.safe_markdown import safe_markdown
 from webui.services import Services
 
-CHOOSE_MARKET = "Your country"
-ASK_MARKET = "Which country are you in? Our rules (return windows, fees, payment options) differ by country."
 COUNTRIES = {"SE": "Sweden", "DE": "Germany", "NO": "Norway", "DK": "Denmark", "FI": "Finland", "NL": "Netherlands"}
 # Customers see no paths or server addresses; the details go to the log for the operators.
 UNAVAILABLE = "Sorry, the help centre can't answer right now. Please try again in a few minutes."
 CONVERSATION_PARAM = "c"
-CONTACT_ASK = "Before I pass this on: how can our team reach you? This is optional."
-CONSENT = "You may contact me about this question. We'll use this only to answer this question."
 FEEDBACK = (("helpful", "Helpful", ":material/thumb_up:"), ("not_helpful", "Not helpful", ":material/thumb_down:"))
 
 
@@ -54,17 +51,19 @@ def render(services: Services) -> None:
     _restore(services, state)
     settings = services.settings
     markets = _markets(services)
+    asked = [e.answer.question for e in state["exchanges"]] + [state.get("pending") or ""]
+    lang = state["language"] = chat_language(asked, st.context.locale)
     page_style()
     header, country = st.columns([3, 1], vertical_alignment="bottom")
     with header:
         st.title(f"{settings.brand_name} chat")
     with country:
         market = st.selectbox(
-            CHOOSE_MARKET,
+            text("your_country", lang),
             markets,
             index=None,
             format_func=country_name,
-            placeholder="Choose your country",
+            placeholder=text("choose_country", lang),
             key="customer_market",
             disabled=not markets,
         )
@@ -72,7 +71,7 @@ def render(services: Services) -> None:
     announcer = st.empty()
 
     with st.chat_message("assistant"):
-        st.markdown(_safe(services, settings.customer_greeting))
+        st.markdown(_safe(services, text("greeting", lang, settings.customer_greeting)))
     for exchange in state["exchanges"]:
         with st.chat_message("user"):
             st.markdown(_safe(services, exchange.answer.question))
@@ -83,7 +82,7 @@ def render(services: Services) -> None:
 
     handoff: HandoffRecord | None = state["handoff"]
     busy = handoff is not None or state["contact_form"]
-    question = st.chat_input("Type your question", disabled=busy, key="customer_input")
+    question = st.chat_input(text("type_question", lang), disabled=busy, key="customer_input")
     if question and not busy:
         if markets and market is None:
             state["pending"] = question  # answered once the customer says where they are
@@ -94,7 +93,7 @@ def render(services: Services) -> None:
         state.pop("pending")
         _ask(services, state, pending, market)
     elif pending and not busy:
-        _ask_for_market(services, pending, markets)
+        _ask_for_market(services, pending, markets, lang)
         _announce(announcer, "Please choose your country.")
         return
     if state["exchanges"]:
@@ -108,7 +107,7 @@ def render(services: Services) -> None:
         return
 
     last = state["exchanges"][-1].answer if state["exchanges"] else None
-    prompt = "Talk to a person" if last is None or not last.refused else "Yes, talk to a person"
+    prompt = text("talk_to_person" if last is None or not last.refused else "yes_talk_to_person", lang)
     if st.button(
         prompt,
         icon=":material/support_agent:",
@@ -125,12 +124,12 @@ def country_name(code: str) -> str:
     return f"{name} ({code})" if name else code
 
 
-def _ask_for_market(services: Services, question: str, markets: list[str]) -> None:
+def _ask_for_market(services: Services, question: str, markets: list[str], lang: str) -> None:
     """The first question waits until the customer says which country's rules apply to them."""
     with st.chat_message("user"):
         st.markdown(_safe(services, question))
     with st.chat_message("assistant"):
-        st.markdown(ASK_MARKET)
+        st.markdown(text("ask_market", lang))
         for column, code in zip(st.columns(max(len(markets), 1) + 1), markets, strict=False):
             with column:
                 st.button(
@@ -269,13 +268,15 @@ def _feedback(services: Services, state: dict, exchange: Exchange) -> None:
 
 def _contact_form(services: Services, state: dict, market: str | None) -> None:
     """Ask how to reach the customer (optional, with consent), then create the hand-off."""
+    lang = state.get("language", "en")
+    consent_text = text("consent", lang)
     with st.chat_message("assistant"):
-        st.markdown(CONTACT_ASK)
+        st.markdown(text("contact_ask", lang))
         with st.form("customer_contact", border=False):
             value = st.text_input("E-mail or phone number (optional)", key="customer_contact_value", max_chars=320)
-            consent = st.checkbox(CONSENT, key="customer_contact_consent")
-            send = st.form_submit_button("Pass to a person", type="primary", key="customer_contact_send")
-        st.button("Back to the chat", key="customer_contact_cancel", on_click=_cancel_contact, args=(state,))
+            consent = st.checkbox(consent_text, key="customer_contact_consent")
+            send = st.form_submit_button(text("pass_to_person", lang), type="primary", key="customer_contact_send")
+        st.button(text("back_to_chat", lang), key="customer_contact_cancel", on_click=_cancel_contact, args=(state,))
     if not send:
         return
     contact = None
@@ -286,7 +287,7 @@ def _contact_form(services: Services, state: dict, market: str | None) -> None:
             return
         kind = "email" if "@" in value else "phone"
         try:
-            contact = Contact(kind, value, consent=True, consent_text=CONSENT)
+            contact = Contact(kind, value, consent=True, consent_text=consent_text)
         except ValueError:
             what = "an e-mail address" if kind == "email" else "a phone number"
             st.error(f"That doesn't look like {what}. Check it, or leave the field empty.")
@@ -322,7 +323,7 @@ def _render_handoff(services: Services, state: dict, handoff: HandoffRecord) -> 
         if state.get("just_handed_off"):
             st.success(
                 f"I've passed your conversation to our support team (reference **{current.reference}**). "
-                f"{services.settings.handoff_next_steps}",
+                f"{text('handoff_next_steps', state.get('language', 'en'), services.settings.handoff_next_steps)}",
                 icon=":material/support_agent:",
             )
         else:
@@ -331,4 +332,4 @@ def _render_handoff(services: Services, state: dict, handoff: HandoffRecord) -> 
                 icon=":material/support_agent:",
             )
         st.markdown(f"**Status:** {current.customer_status}")  # from the stored state, nothing more
-    st.button("Start a new conversation", on_click=_restart, key="customer_restart")
+    st.button(text("new_conversation", state.get("language", "en")), on_click=_restart, key="customer_restart")
