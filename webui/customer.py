@@ -93,6 +93,7 @@ def render(services: Services) -> None:
         state.pop("pending")
         _ask(services, state, pending, market)
     elif pending and not busy:
+        lang = state["language"] = chat_language([pending], st.context.locale)  # asked in this run
         _ask_for_market(services, pending, markets, lang)
         _announce(announcer, "Please choose your country.")
         return
