@@ -355,6 +355,17 @@ def test_customer_is_asked_for_their_country_before_a_market_dependent_answer(cu
     ]
 
 
+def test_customer_chat_speaks_the_customers_language(customer_app: AppTest) -> None:
+    at = _open_chat(customer_app, market=None)
+    at = _chat(at, "Wie lange habe ich Zeit, um etwas zurückzuschicken?")
+    assert "In welchem Land sind Sie?" in at.chat_message[-1].markdown[0].value
+    assert at.selectbox(key="customer_market").label == "Ihr Land"
+    at.button(key="customer_market_DE").click().run()
+    assert not at.exception, at.exception
+    assert at.button(key="customer_handoff").label.endswith("mit einer Person sprechen")
+    assert at.chat_input(key="customer_input").placeholder == "Ihre Frage"
+
+
 def test_customer_chat_words_come_from_the_settings(customer_app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KBASSIST_BRAND_NAME", "Acme Pay")
     monkeypatch.setenv("KBASSIST_CUSTOMER_GREETING", "Welcome to Acme Pay support.")

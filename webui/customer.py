@@ -51,7 +51,9 @@ def render(services: Services) -> None:
     _restore(services, state)
     settings = services.settings
     markets = _markets(services)
-    asked = [e.answer.question for e in state["exchanges"]] + [state.get("pending") or ""]
+    # The message just typed counts already: the page above the chat input is drawn before it is read.
+    typed = st.session_state.get("customer_input") or ""
+    asked = [e.answer.question for e in state["exchanges"]] + [state.get("pending") or "", typed]
     lang = state["language"] = chat_language(asked, st.context.locale)
     page_style()
     header, country = st.columns([3, 1], vertical_alignment="bottom")
@@ -93,7 +95,6 @@ def render(services: Services) -> None:
         state.pop("pending")
         _ask(services, state, pending, market)
     elif pending and not busy:
-        lang = state["language"] = chat_language([pending], st.context.locale)  # asked in this run
         _ask_for_market(services, pending, markets, lang)
         _announce(announcer, "Please choose your country.")
         return
