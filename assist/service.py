@@ -327,7 +327,7 @@ class Assistant:
                 answer.flags = list(generated.flags)
         else:
             citations = [Citation.from_passage(n, plan.passages[i]) for n, i in enumerate(generated.cited, 1)]
-            note = source_language_note(detect_language(question), [c.language for c in citations])
+            note = source_language_note(plan.understood.language, [c.language for c in citations])
             answer = Answer(
                 question=question,
                 search_query=query,
@@ -408,7 +408,7 @@ class Assistant:
             "confidence": round(plan.decision.probability, 3),
         }
         refusals = sum(1 for t in turns if t.role == "assistant" and is_refusal(t.content))
-        language = detect_language(question)
+        language = plan.understood.language
         answer = Answer(
             question=question,
             search_query=query,
