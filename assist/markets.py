@@ -58,12 +58,26 @@ def code_of(label: str) -> str | None:
 
 
 def mentioned_market(text: str) -> str | None:
-    """The last market named in ``text`` ("...in Germany?" → "DE"), if any."""
+    """The last market named in ``text`` ("...in Germany?" → "DE"), if any.
+
+    A message that is nothing but a market code ("SE", "de.") names it too: the usual reply to
+    "Are you in Sweden or Germany?". Inside a sentence a code is left alone ("se" and "de" are
+    words too).
+    """
+    bare = text.strip(" .!?,").upper()
+    if bare in LABELS:  # markets the policies label; a bare "no" is not Norway
+        return bare
     found = _MARKET_PATTERN.findall(text)
     if not found:
         return None
     name = found[-1].lower()
     return next(code for code, names in MARKET_NAMES.items() if name in names)
+
+
+def only_market(text: str) -> str | None:
+    """The market ``text`` names when it names exactly one ("Are you in Sweden or Germany?" names none)."""
+    found = {mentioned_market(name) for name in _MARKET_PATTERN.findall(text)}
+    return found.pop() if len(found) == 1 else None
 
 
 def markets_in(text: str) -> set[str]:

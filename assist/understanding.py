@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from assist.markets import mentioned_market
+from assist.markets import mentioned_market, only_market
 from assist.terms import detect_language, is_common_word, term_pairs
 
 # Sentence ends in a chat message: punctuation runs ("?!!"), new lines, or an emoji before a capital.
@@ -45,17 +45,12 @@ _REQUEST = re.compile(
     r"give me|send me|show me|please (?:\w+)|ich möchte|ich will|sag mir|jag vill|berätta)\b",
     re.I,
 )
-# Whole replies that only make sense after the previous turn.
-_SHORT_REPLY = re.compile(
-    r"^\s*(yes|yeah|yep|yup|sure|ok(?:ay)?|no|nope|not really|right|correct|exactly|ja|nein|nej|jo|genau|"
-    r"the (?:first|second|third|last|other) one|both|neither|that one|this one)\b[\s.!?,]*",
-    re.I,
-)
-_CONTINUATION = re.compile(
-    r"^\s*(?:ok(?:ay)?|yes|no|right|thanks|thank you|great|alright|so|hmm|and|but|or|also|then|same|what about|how about|"
-    r"what if|if so|in that case|och|men|und|aber|also|dann)\b[\s,.!]*",
-    re.I,
-)
+# Shorthand of support chats and agents' notes, written out before spelling is corrected.
+SHORTHAND = {
+    "cust": "customer", "custs": "customers", "acct": "account", "accts": "accounts", "amt": "amount",
+    "pmt": "payment", "pmts": "payments", "txn": "transaction", "txns": "transactions", "msg": "message",
+    "msgs": "messages", "pls": "please", "plz": "please", "thx": "thanks", "approx": "approximately",
+}
 # Words by which a question leans on the sentence before it.
 _POINTS_BACK = re.compile(r"\b(it|that|this|they|them|those|these|he|she|his|her|det|den|dem|das|es|dies)\b", re.I)
 _LEANING = re.compile(r"\b(it|that|this|they|them|those|these|there|one|det|den|dem|das|es|dies|dann|då)\b", re.I)
@@ -63,8 +58,8 @@ _SPLIT_AND = re.compile(
     r",?\s+(?:and|also|plus|und|och|sowie)\s+(?=(?:" + "|".join(_QUESTION_OPENERS["en"] + _QUESTION_OPENERS["de"] + _QUESTION_OPENERS["sv"]) + r")\b)",
     re.I,
 )
-# A message this short is read with the conversation even when it names a topic ("and in Germany?").
-FOLLOW_UP_WORDS = 6
+# In a conversation, a message of up to this many words is read with it, whatever it names.
+STANDALONE_WORDS = 12
 # A focus with fewer known terms than this borrows the context sentence before it.
 MIN_FOCUS_TERMS = 2
 
@@ -130,18 +125,37 @@ def _content(text: str, language: str, vocabulary: Vocabulary) -> tuple[list[str
 
 
 def correct_spelling(text: str, language: str, vocabulary: Vocabulary) -> tuple[str, dict[str, str]]:
-    """The text with words the knowledge base never uses replaced by the ones it most likely means."""
+    """The text with words the knowledge base never uses replaced by the ones it most likely means.
+
+    Support shorthand is written out first ("SE cust owes…": the nearest knowledge-base word to
+    "cust" is "cost"). A correction is kept only when the word it puts in the text is itself close
+    to what was typed: stems can be near while the words are not (German "finanziere" and English
+    "financial", "chatbot" and Swedish "chatten").
+    """
     fixes: dict[str, str] = {}
     for stem, word in term_pairs(text, language):
-        if vocabulary.knows(stem) or word in fixes or is_common_word(word, language):
+        if word in fixes:
+            continue
+        if word in SHORTHAND:
+            fixes[word] = SHORTHAND[word]
+            continue
+        if vocabulary.knows(stem) or is_common_word(word, language):
             continue
         better = vocabulary.correct(stem)
-        if better:
+        if better and _plausible_fix(word, vocabulary.surface(better) or better):
             fixes[word] = vocabulary.surface(better) or better
     if not fixes:
         return text, {}
     pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(fixes, key=len, reverse=True)) + r")\b", re.I)
     return pattern.sub(lambda m: fixes[m.group(0).lower()], text), fixes
+
+
+def _plausible_fix(typed: str, fix: str) -> bool:
+    from rapidfuzz.distance import Levenshtein
+
+    # As near as the stems may be, plus a suffix the fix adds ("paymnt" -> "payments").
+    limit = (1 if len(typed) < 7 else 2) + (len(fix) > len(typed))
+    return Levenshtein.distance(typed, fix.lower()) <= limit
 
 
 def focus(text: str, language: str, vocabulary: Vocabulary) -> tuple[str, list[str], int]:
@@ -199,21 +213,17 @@ def split_questions(questions: list[str], language: str, vocabulary: Vocabulary)
 def _is_follow_up(text: str, turns: Sequence[Turn], known: int) -> bool:
     """Whether the message leans on the conversation: read from its shape, not a list of openers.
 
-    A message is a follow-up when there is a conversation and the message could not be searched
-    on its own: a bare reply ("yes", "sweden", "the second one"), or a short message that names
-    fewer topics than a question needs, or one that points back ("it", "that") or continues
-    ("ok and how long…").
+    In a conversation, a message is read with what came before unless it clearly stands on its
+    own: long enough to be a question of its own, naming enough topics, and pointing back at
+    nothing. Real follow-ups are rarely bare openers: "she had one waived in march already",
+    "i bought them on monday and it's thursday now", "done. how long until i find out?" name
+    topics of their own but mean nothing without the turn before.
     """
     if not turns:
         return False
     words = len(text.split())
-    if _SHORT_REPLY.match(text) and words <= FOLLOW_UP_WORDS:
-        return True
-    if words <= FOLLOW_UP_WORDS and (known < MIN_FOCUS_TERMS + 1 or _CONTINUATION.match(text)):
-        return True
-    if known < MIN_FOCUS_TERMS:
-        return True
-    return bool(_CONTINUATION.match(text) and _LEANING.search(text) and known < MIN_FOCUS_TERMS + 2)
+    stands_alone = words > STANDALONE_WORDS and known >= MIN_FOCUS_TERMS + 2 and not _LEANING.search(text)
+    return not stands_alone
 
 
 def _context_query(turns: Sequence[Turn]) -> str:
@@ -241,7 +251,7 @@ def understand(
     follow_up = _is_follow_up(corrected_text, turns, len(set(known)))
     context = _context_query(turns)
     if follow_up:
-        market = market or mentioned_market(context)
+        market = market or only_market(context)
         query = f"{context} {focused}".strip()
         parts = [query]
     else:

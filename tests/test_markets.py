@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assist.markets import clause_for_market, markets_in, mentioned_market, row_text
+from assist.markets import clause_for_market, markets_in, mentioned_market, only_market, row_text
 
 PAIRS = [
     (
@@ -91,4 +91,7 @@ def test_markets_named_in_questions_and_texts() -> None:
     assert mentioned_market("and what if I live in Germany?") == "DE"
     assert mentioned_market("jag bor i Sverige") == "SE"
     assert mentioned_market("how long do I have?") is None
+    assert mentioned_market("SE") == "SE" and mentioned_market("de.") == "DE"
+    assert mentioned_market("no") is None, "a bare 'no' is an answer, not Norway"
+    assert only_market("Are you in Sweden or Germany?") is None and only_market("and in Germany?") == "DE"
     assert markets_in("60 SEK or 2.50 EUR") == {"SE", "DE"}

@@ -75,6 +75,23 @@ def test_spelling_is_corrected_only_for_words_neither_the_kb_nor_everyday_langua
     assert "shoes" not in shop.corrected and "shop" not in shop.corrected
 
 
+def test_support_shorthand_is_written_out_and_a_fix_must_look_like_what_was_typed(index: ChunkIndex) -> None:
+    understood = understand("SE cust owes 2,400 SEK, can she get the late fee removed?", [], index)
+    assert understood.corrected.get("cust") == "customer", "not the knowledge base's nearest word, 'cost'"
+    assert "customer owes" in understood.query
+    swedish = ChunkIndex.build(["chat:0"], ["Kontakt\n\nSkriv till oss i chatten i appen."], [{"doc_id": "chat", "language": "sv"}])
+    assert "chatbot" not in understand("Don't fob me off with a chatbot", [], swedish).corrected
+
+
+def test_a_bare_market_code_answers_which_country_and_the_question_itself_names_none(index: ChunkIndex) -> None:
+    turns = [
+        Turn("user", "what is the late fee?"),
+        Turn("assistant", "That depends on where you live. Are you in Sweden or Germany?"),
+    ]
+    assert understand("SE", turns, index).market == "SE"
+    assert understand("ok", turns, index).market is None, "the assistant's question names both markets"
+
+
 def test_a_bare_reply_is_read_with_the_assistants_question(index: ChunkIndex) -> None:
     turns = [
         Turn("user", "how long do I have to return an item?"),
@@ -86,7 +103,13 @@ def test_a_bare_reply_is_read_with_the_assistants_question(index: ChunkIndex) ->
     assert "Are you in Sweden or Germany?" in understood.query
 
 
-@pytest.mark.parametrize("message", ["yes", "ok and how long does that take?", "and for germany", "the second one"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "yes", "ok and how long does that take?", "and for germany", "the second one",
+        "she had one waived in march already", "i bought them on monday and it's thursday now",
+    ],
+)
 def test_short_messages_after_a_turn_are_follow_ups(index: ChunkIndex, message: str) -> None:
     turns = [Turn("user", "what is the late fee?"), Turn("assistant", "The first late fee is 60 SEK. [1]")]
     assert understand(message, turns, index).follow_up
