@@ -28,6 +28,8 @@ def _lines(unit: Unit) -> list[str]:
         lead = [t for s, t in zip(unit.segments, unit.texts, strict=True) if s.kind == "sentence"]
         rest = [t for s, t in zip(unit.segments, unit.texts, strict=True) if s.kind != "sentence"]
         return [" ".join(lead), *rest] if lead else rest
+    if unit.kind == "table":
+        return [f"- {t}" for t in unit.texts]
     return [" ".join(unit.texts)]
 
 

@@ -14,7 +14,8 @@ What is quoted is a *unit*, never a bare segment:
   that introduces it; a sentence ending in ":" brings what it introduces;
 - a sentence that points back ("That depends on the store.", "If so, …") brings the sentence
   before it, so a condition stays with its rule;
-- a table row comes alone, rendered as a readable line for the asker's market.
+- a table row comes alone, rendered as a readable line for the asker's market, or with the
+  rest of its table when other rows of it score close (a question spanning the table).
 Segments about another market are never candidates (:mod:`assist.markets`).
 
 A message may need more than one unit (two questions; a fee and how to dispute it): units are
@@ -42,6 +43,8 @@ RELATIVE_CUTOFF = 0.3
 ABSOLUTE_CUTOFF = 0.0
 OTHER_DOCUMENT_CUTOFF = 0.4
 MAX_UNITS = 3
+# Another row of the same table scoring this close to the best row brings the whole table.
+TABLE_CUTOFF = 0.5
 # A list or procedure longer than this is cut to the items around the best match.
 MAX_BLOCK_ITEMS = 12
 _QUANTITY = re.compile(
@@ -55,6 +58,10 @@ _POINTS_BACK = re.compile(
     re.I,
 )
 _DIGIT = re.compile(r"\d")
+_FIGURE = re.compile(r"\d[\d,.]*\d|\d")
+_ASKS_FOR_EXAMPLE = re.compile(r"\b(examples?|beispiel\w*|exempel\w*)\b", re.I)
+# "Your example shows 1,000 EUR… what if I finance 2,000?" asks about the asker's own case.
+_CITES_EXAMPLE = re.compile(r"\b(your|ihre[mnr]?|ert|era)\s+(\w+\s+)?(examples?|beispiel\w*|exempel\w*)\b", re.I)
 
 
 class PassageLike(Protocol):
@@ -101,7 +108,7 @@ class Unit:
     passage: int
     segments: list[Segment]
     texts: list[str]  # each segment as rendered for the asker's market (same order)
-    kind: str  # "sentences" | "steps" | "list" | "row"
+    kind: str  # "sentences" | "steps" | "list" | "row" | "table" (rows of one table, the asker's market's)
     probability: float
     continues: bool = False  # carries on the unit before it (a procedure cut by a chunk boundary)
 
@@ -124,6 +131,11 @@ class Selection:
     @property
     def best(self) -> float:
         return max((c.probability for c in self.candidates), default=0.0)
+
+
+def _figures(text: str) -> set[str]:
+    """The numbers of a text, written alike ("1,000" and "1000" are one figure)."""
+    return {re.sub(r"[,.](?=\d{3}\b)", "", f) for f in _FIGURE.findall(text)}
 
 
 def render(segment: Segment, market: str | None) -> str | None:
@@ -212,6 +224,17 @@ class Selector:
     ) -> Selection:
         found = self.candidates(question, passages, vectors, question_vector, coverage, market)
         ranked = sorted(found, key=lambda c: (-c.probability, c.passage, c.segment.position))
+        # A worked example shares some of the asker's figures, not their case ("A customer in
+        # Germany owes 900 EUR and can pay 50 EUR…" does not answer 900 EUR at 80 EUR): it is
+        # quoted when asked for, when it holds every figure of the question (it *is* the
+        # asker's case), or when nothing else of the passages is there to quote.
+        asks_for_example = bool(_ASKS_FOR_EXAMPLE.search(question)) and not _CITES_EXAMPLE.search(question)
+        if not asks_for_example and any(not c.segment.example for c in ranked):
+            figures = _figures(question)
+            ranked = [
+                c for c in ranked
+                if not c.segment.example or (figures and figures <= _figures(passages[c.passage].text))
+            ]
         units: list[Unit] = []
         taken: set[tuple[int, int]] = set()
         for candidate in ranked:
@@ -229,6 +252,8 @@ class Selector:
             if (candidate.passage, candidate.segment.position) in taken:
                 continue
             unit = self.unit(candidate, passages, market)
+            if unit.kind == "row":
+                unit = self._whole_table(unit, candidate, ranked, passages, market)
             fresh = [(s, t) for s, t in zip(unit.segments, unit.texts, strict=True) if (unit.passage, s.position) not in taken]
             if not fresh:
                 continue
@@ -236,6 +261,34 @@ class Selector:
             taken.update((unit.passage, s.position) for s in unit.segments)
             units.append(unit)
         return Selection(units, found)
+
+    @staticmethod
+    def _whole_table(
+        unit: Unit, candidate: Candidate, ranked: Sequence[Candidate], passages: Sequence[PassageLike], market: str | None
+    ) -> Unit:
+        """The row's whole table (the asker's market's rows) when other rows of it score close.
+
+        "What interest and fees would I pay?" needs the interest row and the fee row; "which plan
+        can I offer at 80 EUR a month?" needs every plan length to compare. One row is enough
+        when it alone stands out.
+        """
+        block = candidate.segment.block
+        close = [
+            c for c in ranked
+            if c.passage == candidate.passage and c.segment.block == block and c.segment.kind == "row"
+            and c is not candidate and c.probability >= TABLE_CUTOFF * candidate.probability
+        ]
+        if not close:
+            return unit
+        passage = passages[candidate.passage]
+        rows = [
+            s for s in chunk_segments(passage.text, str(passage.metadata.get("section", "")))
+            if s.kind == "row" and s.block == block
+        ]
+        rendered = [(s, t) for s in rows if (t := render(s, market))]
+        if len(rendered) > MAX_BLOCK_ITEMS:
+            return unit
+        return Unit(candidate.passage, [s for s, _ in rendered], [t for _, t in rendered], "table", candidate.probability)
 
     @staticmethod
     def unit(candidate: Candidate, passages: Sequence[PassageLike], market: str | None) -> Unit:

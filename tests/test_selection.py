@@ -59,13 +59,17 @@ def _passage(chunk_id: str, section: str, body: str, audience: str = "customer",
     )
 
 
-def _vectors(passages: list[Passage], favourite: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """Unit vectors: the segment containing ``favourite`` points at the question, the others away."""
+def _vectors(
+    passages: list[Passage], *favourites: str, away: tuple[float, float] = (0.0, 1.0)
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Unit vectors: segments containing a ``favourite`` point at the question, the others ``away``."""
     question = np.array([1.0, 0.0], dtype=np.float32)
     out = []
     for p in passages:
         segs = chunk_segments(p.text, p.metadata["section"])
-        out.append(np.array([[1.0, 0.0] if favourite in s.text else [0.0, 1.0] for s in segs], dtype=np.float32))
+        out.append(
+            np.array([[1.0, 0.0] if any(f in s.text for f in favourites) else away for s in segs], dtype=np.float32)
+        )
     return out, question
 
 
@@ -110,7 +114,7 @@ def test_composition_numbers_citations_by_first_use_and_keeps_steps_on_their_own
         _passage("disputes", "Disputes > Procedure", PROCEDURE, audience="agent", score=0.8),
     ]
     selector = _selector()
-    vectors, question = _vectors(passages, "First late fee")
+    vectors, question = _vectors(passages, "First late fee", away=(-1.0, 0.0))
     fee = selector.select("late fee", passages, vectors, question, lambda t: 0.5, "DE", 1).units
     vectors, question = _vectors(passages, "Open the case")
     steps = selector.select("dispute", passages, vectors, question, lambda t: 0.5, "DE", 1).units
@@ -122,3 +126,34 @@ def test_composition_numbers_citations_by_first_use_and_keeps_steps_on_their_own
     reply = customer_reply([*fee, *steps], ["customer", "agent"], "Thanks for getting in touch.")
     assert reply is not None and "2.50 EUR" in reply and "Open the case" not in reply and "[1]" not in reply
     assert customer_reply(steps, ["customer", "agent"], "Hi") is None, "no reply from agent-only passages"
+
+
+def test_rows_that_score_alike_bring_their_whole_table_for_the_market() -> None:
+    passages = [_passage("fees", "Fees", FEES)]
+    vectors, question = _vectors(passages, "First late fee", "Final notice")
+    units = _selector().select("what fees and notices are there", passages, vectors, question, lambda t: 0.5, "SE", 1).units
+    assert [u.kind for u in units] == ["table"]
+    composed = compose(units).text
+    assert composed.startswith("- First late fee: 60 SEK, 10 days after the due date (Sweden)\n- Final notice: 25 days")
+    assert "EUR" not in composed
+
+    vectors, question = _vectors(passages, "First late fee", away=(-1.0, 0.0))
+    units = _selector().select("what is the late fee", passages, vectors, question, lambda t: 0.5, "SE", 1).units
+    assert [u.kind for u in units] == ["row"], "one row that stands out comes alone"
+
+
+WORKED = """A customer owes 900 EUR and can pay 50 EUR a month. At 50 EUR a month the plan would take 18 months."""
+RULE = """Plans of up to 12 months can be set up by an agent. Longer plans are not offered."""
+
+
+def test_a_worked_example_is_quoted_only_when_it_is_the_askers_case_or_asked_for() -> None:
+    passages = [_passage("plans-example", "Plans > Worked examples", WORKED), _passage("plans", "Plans > Rule", RULE, score=0.9)]
+    vectors, question = _vectors(passages, "900 EUR", "At 50 EUR")
+
+    def quoted(q: str) -> str:
+        return compose(_selector().select(q, passages, vectors, question, lambda t: 0.5, None, 1).units).text
+
+    assert quoted("customer owes 900 EUR and can pay 80 EUR a month, can we do a plan?").startswith("Plans of up to")
+    assert quoted("customer owes 900 EUR and can pay 50 EUR a month, can we do a plan?").startswith("A customer owes")
+    assert quoted("can you show me an example of a plan?").startswith("A customer owes")
+    assert quoted("your example is 900 EUR, what about 1000 EUR?").startswith("Plans of up to")
