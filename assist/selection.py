@@ -12,8 +12,9 @@ collection rule for unpaid debt shares more words); meaning alone misses exact f
 What is quoted is a *unit*, never a bare segment:
 - a step brings its whole procedure, in order; a list item its whole list, with the sentence
   that introduces it; a sentence ending in ":" brings what it introduces;
-- a sentence that points back ("That depends on the store.", "If so, …") brings the sentence
-  before it, so a condition stays with its rule;
+- a sentence brings its paragraph when the paragraph is short (a paragraph is one idea: a
+  rule with its condition and its exception); in a long one, a sentence that points back
+  ("That depends on the store.", "If so, …") brings the sentence before it;
 - a table row comes alone, rendered as a readable line for the asker's market, or with the
   rest of its table when other rows of it score close (a question spanning the table).
 Segments about another market are never candidates (:mod:`assist.markets`).
@@ -43,6 +44,9 @@ RELATIVE_CUTOFF = 0.3
 ABSOLUTE_CUTOFF = 0.0
 OTHER_DOCUMENT_CUTOFF = 0.4
 MAX_UNITS = 3
+# A sentence brings its whole paragraph when the paragraph is no longer than this.
+PARAGRAPH_SENTENCES = 4
+PARAGRAPH_CHARACTERS = 500
 # Another row of the same table scoring this close to the best row brings the whole table.
 TABLE_CUTOFF = 0.5
 # A list or procedure longer than this is cut to the items around the best match.
@@ -138,6 +142,10 @@ def _figures(text: str) -> set[str]:
     return {re.sub(r"[,.](?=\d{3}\b)", "", f) for f in _FIGURE.findall(text)}
 
 
+def _short(paragraph: Sequence[Segment]) -> bool:
+    return len(paragraph) <= PARAGRAPH_SENTENCES and sum(len(s.text) for s in paragraph) <= PARAGRAPH_CHARACTERS
+
+
 def render(segment: Segment, market: str | None) -> str | None:
     """The segment as the asker reads it, or None when it is about another market."""
     if segment.kind == "row":
@@ -148,7 +156,7 @@ def render(segment: Segment, market: str | None) -> str | None:
 class Selector:
     """Scores segments of passages and picks the units of an answer."""
 
-    def __init__(self, model: LogisticModel | None = None, top_passages: int = 3) -> None:
+    def __init__(self, model: LogisticModel | None = None, top_passages: int = 5) -> None:
         self.model = model or load_model("segments")
         self.top_passages = top_passages
 
@@ -312,6 +320,8 @@ class Selector:
             if seg.text.rstrip().endswith(":") and introduced:
                 chosen += introduced
                 kind = "steps" if introduced[0].kind == "step" else "list"
+            elif seg.kind == "sentence" and _short(paragraph := [s for s in segs if s.paragraph == seg.paragraph]):
+                chosen = paragraph
             elif _POINTS_BACK.match(seg.text) and seg.position > 0 and segs[seg.position - 1].kind == "sentence":
                 chosen = [segs[seg.position - 1], seg]
         rendered = [(s, t) for s in chosen if (t := render(s, market))]

@@ -11,6 +11,8 @@ Structure is kept with each segment because it decides what may be quoted togeth
 - a bulleted list shares a ``block`` too, and the sentence introducing it ("You can pay in
   these ways:") is its ``lead``, so an answer never stops on a dangling colon;
 - a table row carries its header row, so "60 SEK" arrives with "Sweden" above it;
+- sentences of one paragraph share a ``paragraph``: a short paragraph is one idea ("If there
+  is a hold, … If there is no hold, escalate to L2 Payments Ops.") and is quoted whole;
 - a segment under a heading or sentence that announces an example is marked ``example``:
   an answer prefers the rule to the worked example that illustrates it.
 """
@@ -43,6 +45,7 @@ class Segment:
     block: int  # steps of one procedure, items of one list, rows of one table share it; 0 for sentences
     lead: int | None = None  # position of the sentence introducing this block, if any
     example: bool = False  # part of a worked example rather than the rule itself
+    paragraph: int = 0  # sentences of one paragraph share it (from 1); 0 for items, steps and rows
 
     @property
     def grouped(self) -> bool:
@@ -74,6 +77,7 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
     """
     out: list[Segment] = []
     block = 0
+    paragraph = 0
     header: str | None = None
     open_block: str | None = None  # kind of the block being extended: "item", "step", "row"
     pending_lead: int | None = None  # a sentence ending in ":" waiting for the block it introduces
@@ -86,7 +90,8 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
         nonlocal pending_lead
         lead = pending_lead if kind != "sentence" else None
         example = in_example_section or example_context or bool(kind == "sentence" and _EXAMPLE_OPENER.match(text))
-        out.append(Segment(len(out), kind, text, block if kind != "sentence" else 0, lead, example))
+        sentence = kind == "sentence"
+        out.append(Segment(len(out), kind, text, 0 if sentence else block, lead, example, paragraph if sentence else 0))
 
     for line in body.split("\n"):
         stripped = line.strip()
@@ -107,7 +112,9 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
         header = None
         if open_block in ("item", "step") and line.startswith(("  ", "\t")) and out:
             last = out[-1]  # a sub-bullet or wrapped line stays with its step or item
-            out[-1] = Segment(last.position, last.kind, f"{last.text}\n{line.rstrip()}", last.block, last.lead, last.example)
+            out[-1] = Segment(
+                last.position, last.kind, f"{last.text}\n{line.rstrip()}", last.block, last.lead, last.example, last.paragraph
+            )
             continue
         step, item = _STEP.match(line), _ITEM.match(line)
         if step or item:
@@ -122,6 +129,7 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
         open_block = None
         pending_lead = None
         example_context = False
+        paragraph += 1
         for sentence in _SENTENCE.split(stripped):
             sentence = sentence.strip()
             if not sentence:

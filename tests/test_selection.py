@@ -38,6 +38,7 @@ def test_segments_keep_rows_with_their_header_steps_with_sub_bullets_and_lists_w
     assert lead.text == "Before you start:" and segs[2].lead == lead.position and segs[3].lead == lead.position
     assert segs[5].text.endswith("- Pause it for 21 days."), "a sub-bullet stays with its step"
     assert len({s.block for s in segs if s.kind == "step"}) == 1
+    assert segs[0].paragraph == segs[1].paragraph == 1 and segs[2].paragraph == 0
 
 
 def test_an_examples_section_marks_its_segments_as_examples() -> None:
@@ -91,8 +92,15 @@ def test_a_step_brings_its_whole_procedure_and_a_list_item_its_list_with_the_lea
     assert unit.kind == "list" and unit.texts[0] == "Before you start:" and len(unit.texts) == 3
 
 
-def test_a_sentence_that_points_back_brings_the_one_before() -> None:
-    body = "Some stores refund return shipping. If so, you get it back from the store. Brightloop doesn't refund it."
+def test_a_sentence_brings_its_short_paragraph_and_in_a_long_one_the_sentence_it_points_back_to() -> None:
+    body = "If there is a hold, tell the merchant. If there is no hold, escalate to L2 Payments Ops.\n\nPayouts are daily."
+    passages = [_passage("payouts", "Late payouts", body)]
+    vectors, question = _vectors(passages, "If there is a hold")
+    unit = _selector().select("payout is late, no hold", passages, vectors, question, lambda t: 0.5, None, 1).units[0]
+    assert unit.texts == ["If there is a hold, tell the merchant.", "If there is no hold, escalate to L2 Payments Ops."]
+
+    long = " ".join(f"Stores differ in rule {n} of {n + 10} words and more." for n in range(5))
+    body = f"{long} Some stores refund return shipping. If so, you get it back from the store. Brightloop doesn't refund it."
     passages = [_passage("returns", "Return shipping", body)]
     vectors, question = _vectors(passages, "If so")
     unit = _selector().select("who pays for shipping", passages, vectors, question, lambda t: 0.5, None, 1).units[0]
