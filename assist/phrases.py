@@ -7,6 +7,8 @@ fixed sentences are chosen by the asker's language (``en`` whenever the language
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 LANGUAGES = ("en", "de", "sv")
 
 # Said in turn, so a customer refused twice does not read the same sentence twice.
@@ -81,9 +83,13 @@ def customer_refusal(language: str, earlier_refusals: int = 0) -> str:
     return texts[earlier_refusals % len(texts)]
 
 
-def related_articles(language: str, lines: list[str]) -> str:
-    """The "these articles look related" reply around one line per article."""
+def related_articles(language: str, articles: Sequence[tuple[str, str, int]]) -> str:
+    """The "these articles look related" reply: one line per (title, section, citation number)."""
     lang = speaks(language)
+    lines = [
+        f"- {title}" + (f" — {section.rsplit('>', 1)[-1].strip()}" if section else "") + f" [{number}]"
+        for title, section, number in articles
+    ]
     return "\n".join([RELATED_INTRO[lang], *lines, RELATED_OUTRO[lang]])
 
 

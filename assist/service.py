@@ -425,13 +425,7 @@ class Assistant:
             answer.text = customer_refusal(language, refusals)
             if related:
                 answer.citations = _distinct_articles(related)
-                answer.text = related_articles(
-                    language,
-                    [
-                        f"- {c.title}" + (f" — {c.section.rsplit('>', 1)[-1].strip()}" if c.section else "") + f" [{c.number}]"
-                        for c in answer.citations
-                    ],
-                )
+                answer.text = related_articles(language, [(c.title, c.section, c.number) for c in answer.citations])
             earlier = [t.content for t in turns if t.role == "user"][-3:]
             summary = f"Customer asked: {question}"
             if earlier:

@@ -68,7 +68,7 @@ def test_refusals_vary_and_are_recognised_in_every_language() -> None:
         said = [customer_refusal(language, n) for n in range(len(texts))]
         assert len(set(said)) == len(texts), language
         assert all(is_refusal(t) for t in said)
-        assert is_refusal(related_articles(language, ["- Late fees [1]"]))
+        assert is_refusal(related_articles(language, [("Late fees", "Late fees > How much", 1)]))
     assert customer_refusal("fi") == CUSTOMER_REFUSALS["en"][0]
     assert not is_refusal("The late fee is 60 SEK.")
 
