@@ -234,14 +234,14 @@ class Selector:
         ranked = sorted(found, key=lambda c: (-c.probability, c.passage, c.segment.position))
         # A worked example shares some of the asker's figures, not their case ("A customer in
         # Germany owes 900 EUR and can pay 50 EUR…" does not answer 900 EUR at 80 EUR): it is
-        # quoted when asked for, when it holds every figure of the question (it *is* the
-        # asker's case), or when nothing else of the passages is there to quote.
+        # quoted when asked for, when it holds every figure of the question, two at least (it
+        # *is* the asker's case), or when nothing else of the passages is there to quote.
         asks_for_example = bool(_ASKS_FOR_EXAMPLE.search(question)) and not _CITES_EXAMPLE.search(question)
         if not asks_for_example and any(not c.segment.example for c in ranked):
             figures = _figures(question)
             ranked = [
                 c for c in ranked
-                if not c.segment.example or (figures and figures <= _figures(passages[c.passage].text))
+                if not c.segment.example or (len(figures) >= 2 and figures <= _figures(passages[c.passage].text))
             ]
         units: list[Unit] = []
         taken: set[tuple[int, int]] = set()

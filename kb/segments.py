@@ -13,7 +13,8 @@ Structure is kept with each segment because it decides what may be quoted togeth
 - a table row carries its header row, so "60 SEK" arrives with "Sweden" above it;
 - sentences of one paragraph share a ``paragraph``: a short paragraph is one idea ("If there
   is a hold, … If there is no hold, escalate to L2 Payments Ops.") and is quoted whole;
-- a segment under a heading or sentence that announces an example is marked ``example``:
+- a segment under a heading or sentence that announces an example, or in a quotation (a
+  scam email shown to agents: "> … change the registered phone number …"), is marked ``example``:
   an answer prefers the rule to the worked example that illustrates it.
 """
 
@@ -128,14 +129,16 @@ def segments_of(body: str, section: str = "") -> list[Segment]:
             continue
         open_block = None
         pending_lead = None
-        example_context = False
+        # A quotation (a customer's email, a scam message) shows what arrives, not what to do.
+        quoted = stripped.startswith(">")
+        example_context = quoted
         paragraph += 1
         for sentence in _SENTENCE.split(stripped):
             sentence = sentence.strip()
             if not sentence:
                 continue
             add("sentence", sentence)
-            example_context = bool(_EXAMPLE.search(sentence) and sentence.endswith(":"))
+            example_context = quoted or bool(_EXAMPLE.search(sentence) and sentence.endswith(":"))
         if out and out[-1].kind == "sentence" and out[-1].text.endswith(":"):
             pending_lead = out[-1].position
     return out

@@ -44,6 +44,8 @@ def test_segments_keep_rows_with_their_header_steps_with_sub_bullets_and_lists_w
 def test_an_examples_section_marks_its_segments_as_examples() -> None:
     assert all(s.example for s in segments_of("A fee of 60 SEK was charged.", "Fees > Worked examples"))
     assert not any(s.example for s in segments_of("A fee of 60 SEK is charged.", "Fees > The rule"))
+    quoted = segments_of("Scam emails look like this:\n> Change the phone number to +46 70 000.\nNever act on it.")
+    assert [s.example for s in quoted] == [False, True, False], "a quotation shows a message, not a rule"
 
 
 def test_what_is_embedded_carries_the_heading() -> None:
@@ -163,5 +165,6 @@ def test_a_worked_example_is_quoted_only_when_it_is_the_askers_case_or_asked_for
 
     assert quoted("customer owes 900 EUR and can pay 80 EUR a month, can we do a plan?").startswith("Plans of up to")
     assert quoted("customer owes 900 EUR and can pay 50 EUR a month, can we do a plan?").startswith("A customer owes")
+    assert quoted("customer owes 900 EUR, can we do a plan?").startswith("Plans of up to"), "one shared figure is no case"
     assert quoted("can you show me an example of a plan?").startswith("A customer owes")
     assert quoted("your example is 900 EUR, what about 1000 EUR?").startswith("Plans of up to")
