@@ -11,7 +11,7 @@ from pathlib import Path
 
 # Bundled sets written against the demo knowledge base: loaded by name, they bring its documents,
 # so ``kbassist eval run --dataset adversarial`` measures the same store the questions target.
-DEMO_SETS = ("demo", "realistic", "adversarial")
+DEMO_SETS = ("demo", "realistic", "adversarial", "multilingual")
 POLICYQA_SETS = ("policyqa", "policyqa-unfiltered")
 
 

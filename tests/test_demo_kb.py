@@ -11,11 +11,12 @@ import pytest
 from assist.service import Assistant
 from kb.store import KnowledgeStore
 
-DATASET = Path(str(resources.files("eval") / "datasets" / "demo.jsonl"))
+DATASETS = Path(str(resources.files("eval") / "datasets"))
+DATASET = DATASETS / "demo.jsonl"
 
 
-def _questions() -> list[dict]:
-    return [json.loads(line) for line in DATASET.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _questions(dataset: Path = DATASET) -> list[dict]:
+    return [json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def test_demo_kb_shape(demo_store: KnowledgeStore) -> None:
@@ -39,20 +40,21 @@ def test_structured_formats_keep_their_sections(demo_store: KnowledgeStore, fmt:
         assert any(" > " in s for s in sections), f"{doc.doc_id}: headings were not recognised"
 
 
-def test_eval_set_gold_evidence_is_in_the_store(demo_store: KnowledgeStore) -> None:
+@pytest.mark.parametrize("dataset", ["demo.jsonl", "multilingual.jsonl"])
+def test_eval_set_gold_evidence_is_in_the_store(demo_store: KnowledgeStore, dataset: str) -> None:
     """Every gold evidence line survives loading and chunking of its document (any format)."""
 
     def norm(text: str) -> str:
         return " ".join(text.replace("|", " ").split()).lower()
 
     missing = []
-    for q in _questions():
+    for q in _questions(DATASETS / dataset):
         if not q.get("evidence"):
             continue
         texts = demo_store.chunks.get(where={"doc_id": q["doc"]}, include=["documents"])["documents"]
         if not any(norm(q["evidence"]) in norm(t) for t in texts):
             missing.append(q["id"])
-    assert not missing
+    assert not missing, missing
 
 
 def test_customers_never_get_agent_or_internal_content(demo_store: KnowledgeStore) -> None:
