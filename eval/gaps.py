@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -261,18 +262,22 @@ def quantities(text: str) -> dict[str, frozenset[str]]:
 
 # Words that link a number to its subject without saying what it is ("within 8 days", "above 500").
 _LINK_WORDS = frozenset(
-    terms("within above below under over after before least most than more less per each up to goes is are max min")
+    "within above below under over after before least most than more less per each up to goes is are max min".split()
 )
-_NOT_SUBJECT = _LINK_WORDS | frozenset(terms(" ".join(sorted(_UNIT_WORDS | _QUALIFIERS)))) | frozenset(
-    t for names in _MARKETS.values() for t in terms(" ".join(sorted(names)))
-)
+@lru_cache(maxsize=16)
+def _not_subject(language: str) -> frozenset[str]:
+    """Linking words, units and market names, stemmed as ``language`` stems them."""
+    words = " ".join(sorted(_LINK_WORDS | _UNIT_WORDS | _QUALIFIERS | {n for names in _MARKETS.values() for n in names}))
+    return frozenset(terms(words, language)) | frozenset(terms(words))
 
 
-def _subject_words(text: str) -> list[str]:
-    return [w for w in terms(text) if not w[0].isdigit() and w not in _NOT_SUBJECT]
+def _subject_words(text: str, language: str = "en") -> list[str]:
+    """Content words in the text's own language: its stop words ("du har ... på dig") say nothing."""
+    skip = _not_subject(language)
+    return [w for w in terms(text, language) if not w[0].isdigit() and w not in skip]
 
 
-def value_contexts(text: str, row: bool = False) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
+def value_contexts(text: str, row: bool = False, language: str = "en") -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
     """Each quantity of ``text`` with the words that say what it measures.
 
     In a sentence: the last CONTEXT_WORDS subject words before the number, within its clause
@@ -281,23 +286,24 @@ def value_contexts(text: str, row: bool = False) -> dict[str, tuple[tuple[str, f
     """
     found: dict[str, list[tuple[str, frozenset[str]]]] = {}
     cells = text.split("; ") if row else [text]
-    key = frozenset(_subject_words(cells[0])) if row else frozenset()
+    key = frozenset(_subject_words(cells[0], language)) if row else frozenset()
     for cell in cells:
         for match in _QUANTITY.finditer(cell):
             unit = _unit(match.group(2), match.group(3))
             if not unit:
                 continue
             if row:
-                about = key | frozenset(_subject_words(cell))
+                about = key | frozenset(_subject_words(cell, language))
             else:
                 clause = re.split(r"[;,]\s", cell[: match.start()])[-1]
-                about = frozenset(_subject_words(clause)[-CONTEXT_WORDS:])
+                about = frozenset(_subject_words(clause, language)[-CONTEXT_WORDS:])
             found.setdefault(unit, []).append((match.group(1).replace(",", ""), about))
     return {u: tuple(v) for u, v in found.items()}
 
 
-def statements(chunk_id: str, doc_id: str, text: str) -> list[Statement]:
-    """Sentences and table rows (each row read with its header) that state a quantity."""
+def statements(chunk_id: str, doc_id: str, text: str, language: str = "en") -> list[Statement]:
+    """Sentences and table rows (each row read with its header) that state a quantity, read in
+    the document's ``language`` (its stop words and stems)."""
     out: list[str] = []
     rows: set[int] = set()
     header: list[str] | None = None
@@ -320,11 +326,11 @@ def statements(chunk_id: str, doc_id: str, text: str) -> list[Statement]:
         q = quantities(sentence)
         if not q:
             continue
-        words = [w for w in terms(sentence) if not w[0].isdigit()]
+        words = _subject_words(sentence, language)
         identifiers = frozenset(w for w in words if _IDENTIFIER.match(w))
         lowered = set(re.findall(r"\w+", sentence.lower())) | {u.lower() for u in q}
         markets = frozenset(m for m, names in _MARKETS.items() if lowered & names)
-        contexts = value_contexts(sentence, row=number in rows)
+        contexts = value_contexts(sentence, row=number in rows, language=language)
         result.append(Statement(doc_id, chunk_id, sentence, frozenset(words), q, identifiers, markets, contexts))
     return result
 
@@ -425,7 +431,8 @@ def content_conflicts(store: KnowledgeStore, limit: int = 50) -> dict[str, list[
 
     def of(i: int) -> list[Statement]:
         if i not in cache:
-            cache[i] = statements(ids[i], docs[i], texts[i].split("\n\n", 1)[-1])
+            language = str(metas[i].get("language") or "en")
+            cache[i] = statements(ids[i], docs[i], texts[i].split("\n\n", 1)[-1], language)
         return cache[i]
 
     found: dict[tuple[str, str], dict[str, Any]] = {}
