@@ -41,10 +41,10 @@ calls invalid) is kept; so is a digit run glued to other digits without a separa
 (``41111111111111110000``), and an 8-digit reference starting with ``0`` that happens to be a valid
 German or Swedish number (``0301 2345``) becomes ``[phone]``.
 
-Measured (``scripts/redaction_report.py``) over the 36 demo documents and the 481 questions of
-``eval/datasets``: 15 spans redacted, all in the documents and all the company's own contact
-details or an example number (9 ``[phone]``: the SE/DE support and fraud lines and the
-``+46 70 000 00 00`` of a phishing example; 6 ``[email]``: privacy@, phishing@, complaints@); none in
+Measured (``scripts/redaction_report.py``) over the 44 demo documents and the 583 questions of
+``eval/datasets``: 19 spans redacted, all in the documents and all the company's own contact
+details or an example number (11 ``[phone]``: the SE/DE support and fraud lines and the
+``+46 70 000 00 00`` of a phishing example; 8 ``[email]``: privacy@, phishing@, complaints@); none in
 the questions, and no amount, date, time or reference number.
 """
 
